@@ -1,0 +1,79 @@
+"""The requirement catalogue (`checks/requirements.yml`): every requirement of the guide."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+CATALOGUE_PATH = Path(__file__).resolve().parent.parent / "checks" / "requirements.yml"
+Severity = Literal["blocker", "critical", "normal", "minor"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str
+    anchor: str
+
+
+class Requirement(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    section: str
+    statement: str
+    severity: Severity
+    expected: Any = None
+    roles: list[str] | None = None
+    automatable: bool = True
+    reason: str | None = None
+
+    @model_validator(mode="after")
+    def _reason_when_not_automatable(self) -> Requirement:
+        if not self.automatable and not self.reason:
+            raise ValueError(f"{self.id}: automatable: false needs a `reason`")
+        return self
+
+
+class Catalogue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    guide: str
+    sections: dict[str, Section]
+    requirements: list[Requirement]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Catalogue:
+        seen: set[str] = set()
+        for req in self.requirements:
+            if req.id in seen:
+                raise ValueError(f"duplicate requirement id {req.id}")
+            seen.add(req.id)
+            if req.section not in self.sections:
+                raise ValueError(f"{req.id}: unknown section {req.section!r}")
+        return self
+
+    def __getitem__(self, req_id: str) -> Requirement:
+        return self.by_id[req_id]
+
+    @property
+    def by_id(self) -> dict[str, Requirement]:
+        return {r.id: r for r in self.requirements}
+
+    def section_of(self, req_id: str) -> Section:
+        return self.sections[self.by_id[req_id].section]
+
+    def guide_link(self, req_id: str) -> str:
+        return f"{self.guide}#{self.section_of(req_id).anchor}"
+
+
+@cache
+def load_catalogue(path: Path = CATALOGUE_PATH) -> Catalogue:
+    try:
+        data = yaml.safe_load(path.read_text())
+        return Catalogue(**data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ValueError(f"{path}: {where}: {err['msg']}") from None

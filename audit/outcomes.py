@@ -1,0 +1,99 @@
+"""Outcome categories, the verdict of a run and its exit code.
+
+- failed          the deployment is non-compliant (an assertion about it did not hold)
+- broken / error  the suite could not audit (host unreachable, auth refused, tool missing)
+- skipped         waived, or the role is absent from the inventory; always with a reason
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pytest
+
+COMPLIANT = 0
+NON_COMPLIANT = 1
+USAGE_ERROR = 4  # pytest's own code for a usage error (bad inventory, waiver file, option)
+COULD_NOT_AUDIT = 6
+EXIT_CODES = {COMPLIANT: "compliant", NON_COMPLIANT: "non-compliant", USAGE_ERROR: "usage error",
+              COULD_NOT_AUDIT: "could not audit"}
+
+NON_COMPLIANCE = "non-compliance"
+NOT_AUDITED = "could-not-audit"
+WAIVED = "waived"
+SUMMARY_KEY = pytest.StashKey[str]()
+
+ALLURE_CATEGORIES = json.dumps([
+    {"name": "Non-compliance (the deployment differs from the guide)", "matchedStatuses": ["failed"]},
+    {"name": "Expired waiver", "matchedStatuses": ["failed"], "messageRegex": ".*waiver for .* expired.*"},
+    {"name": "Could not audit (unreachable host, refused login, missing tool)",
+     "matchedStatuses": ["broken"]},
+    {"name": "Waived", "matchedStatuses": ["skipped"], "messageRegex": ".*waived:.*"},
+    {"name": "Not applicable (role absent)", "matchedStatuses": ["skipped"],
+     "messageRegex": ".*absent from inventory.*"},
+], indent=2)
+
+
+def classify(report: pytest.TestReport, exc: BaseException | None) -> str | None:
+    """The category of a non-passing phase report, or None when it passed."""
+    if report.skipped:
+        text = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        return WAIVED if "waived:" in text else None
+    if not report.failed:
+        return None
+    if report.when == "call" and isinstance(exc, (AssertionError, pytest.fail.Exception)):
+        return NON_COMPLIANCE
+    return NOT_AUDITED
+
+
+@dataclass
+class Tally:
+    """Per-test outcomes seen by the reporting process; a pytest plugin (logreport hook)."""
+
+    by_test: dict[str, dict] = field(default_factory=dict)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = dict(report.user_properties)
+        entry = self.by_test.setdefault(report.nodeid, {"outcome": "passed", "requirements": "",
+                                                         "host": None, "category": None})
+        entry["requirements"] = props.get("requirements", entry["requirements"])
+        entry["host"] = props.get("host", entry["host"])
+        category = props.get("category")
+        if report.failed:
+            entry["outcome"] = "failed" if category == NON_COMPLIANCE else "error"
+            entry["category"] = category
+        elif report.skipped:
+            entry["outcome"] = "skipped"
+            entry["category"] = category
+            entry["reason"] = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+
+    def counts(self) -> Counter:
+        return Counter(e["outcome"] for e in self.by_test.values())
+
+
+def verdict(tally: Tally, gate: str | None, catalogue) -> tuple[int, str]:
+    """Exit code and a one-paragraph summary. The pre-release gate only counts blocker and
+    critical requirements as blocking, and nothing may be broken; nightly counts everything."""
+    counts = tally.counts()
+    blocking_fail = []
+    for nodeid, e in tally.by_test.items():
+        if e["outcome"] != "failed":
+            continue
+        reqs = [r for r in e["requirements"].split(",") if r]
+        severities = {catalogue.by_id[r].severity for r in reqs if r in catalogue.by_id}
+        if gate != "pre-release" or severities & {"blocker", "critical"}:
+            blocking_fail.append(nodeid)
+    if blocking_fail:
+        code = NON_COMPLIANT
+    elif counts["error"]:
+        code = COULD_NOT_AUDIT
+    else:
+        code = COMPLIANT
+    text = (f"{EXIT_CODES[code].upper()} (exit {code}, gate {gate or 'nightly'}): "
+            f"{counts['passed']} passed, {counts['failed']} non-compliant, {counts['error']} could not audit, "
+            f"{counts['skipped']} skipped")
+    if gate == "pre-release" and counts["failed"] > len(blocking_fail):
+        text += f" ({counts['failed'] - len(blocking_fail)} non-blocking failures below critical)"
+    return code, text

@@ -1,0 +1,193 @@
+"""How the suite reaches hosts: testinfra over OpenSSH with connection sharing, and SSH tunnels.
+
+One generated ssh_config names every inventory host (address, port, user, key, known_hosts)
+and turns on multiplexing (ControlMaster/ControlPath), so that all checks and all xdist workers
+of a run share one TCP connection per host. Services that are not public (PostgreSQL, Redis,
+Prometheus) are reached through `ssh -O forward` on that same connection, as an auditor would
+in prod. Every network operation has a timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import uuid
+from functools import cached_property
+from pathlib import Path
+
+import testinfra
+
+from audit.inventory import Host, Inventory
+
+CONNECT_TIMEOUT = 5
+COMMAND_TIMEOUT = 60
+
+
+class HostUnreachable(Exception):
+    """The suite could not audit this host (connection refused, auth refused, timeout)."""
+
+
+def run_id() -> str:
+    """Shared by the xdist controller and its workers, so they share SSH masters."""
+    return os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:10] or os.environ.setdefault(
+        "PYNOMALY_AUDIT_RUN", uuid.uuid4().hex[:10])
+
+
+def control_dir() -> Path:
+    path = Path(tempfile.gettempdir()) / f"pa-{run_id()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def ssh_config_text(inventory: Inventory) -> str:
+    """An ssh_config stanza per SSH host of the inventory."""
+    lines = []
+    for host in inventory.hosts.values():
+        if host.connection not in ("ssh", "paramiko"):
+            continue
+        v = host.vars
+        lines += [f"Host {host.name}", f"  HostName {host.address}", f"  Port {host.port}"]
+        if host.user:
+            lines.append(f"  User {host.user}")
+        if v.get("ansible_ssh_private_key_file"):
+            lines += [f"  IdentityFile {v['ansible_ssh_private_key_file']}", "  IdentitiesOnly yes"]
+        if v.get("audit_known_hosts"):
+            lines += [f"  UserKnownHostsFile {v['audit_known_hosts']}", "  StrictHostKeyChecking yes"]
+        lines += [
+            "  BatchMode yes",
+            f"  ConnectTimeout {CONNECT_TIMEOUT}",
+            "  ServerAliveInterval 5",
+            "  ServerAliveCountMax 3",
+            "  ControlMaster auto",
+            f"  ControlPath {control_dir()}/%C",
+            "  ControlPersist 60",
+            "  LogLevel ERROR",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+class Transport:
+    """Per-process SSH plumbing for one inventory: the config file and the tunnels."""
+
+    def __init__(self, inventory: Inventory):
+        self.inventory = inventory
+        fd, path = tempfile.mkstemp(prefix="ssh_config-", dir=control_dir())
+        with os.fdopen(fd, "w") as fh:
+            fh.write(ssh_config_text(inventory))
+        self.ssh_config = path
+        self._lock = threading.Lock()
+        self._forwards: dict[tuple[str, str, int], int] = {}
+
+    def ssh(self, host: Host, *args: str, timeout: int = 20) -> subprocess.CompletedProcess:
+        return subprocess.run(["ssh", "-F", self.ssh_config, *args, host.name],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
+    def forward(self, host: Host, remote_port: int, remote_host: str = "127.0.0.1") -> tuple[str, int]:
+        """A local (address, port) that reaches remote_host:remote_port as seen from `host`."""
+        if host.connection == "local":
+            return remote_host, remote_port
+        key = (host.name, remote_host, remote_port)
+        with self._lock:
+            if key in self._forwards:
+                return "127.0.0.1", self._forwards[key]
+            last = ""
+            for _ in range(3):
+                port = _free_port()
+                proc = self.ssh(host, "-O", "forward", "-L", f"127.0.0.1:{port}:{remote_host}:{remote_port}")
+                if proc.returncode == 0:
+                    self._forwards[key] = port
+                    return "127.0.0.1", port
+                last = proc.stderr.strip()
+            raise HostUnreachable(f"{host.name}: cannot forward to {remote_host}:{remote_port}: {last}")
+
+    def close(self) -> None:
+        """Stop the shared SSH masters (the controller does this once, at the end of the run)."""
+        for host in self.inventory.hosts.values():
+            if host.connection in ("ssh", "paramiko"):
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.ssh(host, "-O", "exit", timeout=5)
+        shutil.rmtree(control_dir(), ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ssh_cause(text: str) -> str:
+    text = (text or "").strip().splitlines()
+    return text[-1] if text else "ssh exited with status 255"
+
+
+class Server:
+    """One audited host: testinfra access, commands with timeouts, facts in one round trip."""
+
+    def __init__(self, host: Host, transport: Transport | None):
+        self.host_vars = host
+        self.name = host.name
+        self.roles = host.roles
+        self.transport = transport
+        self._failure: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<Server {self.name}>"
+
+    @cached_property
+    def testinfra(self) -> testinfra.host.Host:
+        h = self.host_vars
+        sudo = bool(h.vars.get("ansible_become"))
+        if "testinfra_spec" in h.vars:
+            return testinfra.get_host(h.vars["testinfra_spec"])
+        if h.connection == "local":
+            return testinfra.get_host("local://", sudo=sudo)
+        if h.connection == "docker":
+            return testinfra.get_host(f"docker://{h.address}", sudo=sudo)
+        return testinfra.get_host(f"ssh://{h.name}", ssh_config=self.transport.ssh_config,
+                                  timeout=CONNECT_TIMEOUT, sudo=sudo)
+
+    def ensure_reachable(self) -> None:
+        """Raise HostUnreachable (cached) when the host cannot be reached or refuses the login."""
+        if self._failure is None:
+            try:
+                self.run("true", timeout=15)
+                self._failure = ""
+            except HostUnreachable as exc:
+                self._failure = str(exc)
+        if self._failure:
+            raise HostUnreachable(self._failure)
+
+    def run(self, command: str, timeout: int = COMMAND_TIMEOUT):
+        """Run a shell command on the host (bounded by `timeout` seconds on the host side)."""
+        wrapped = f"timeout {int(timeout)} sh -c {shlex.quote(command)}"
+        try:
+            result = self.testinfra.run(wrapped)
+        except RuntimeError as exc:  # testinfra's ssh backend: ssh itself failed (rc 255)
+            cause = _ssh_cause(getattr(exc.args[0], "stderr", "") if exc.args else "")
+            raise HostUnreachable(f"{self.name} ({self.host_vars.address}): {cause}") from None
+        except subprocess.TimeoutExpired:
+            raise HostUnreachable(f"{self.name}: no answer within {timeout}s") from None
+        if result.rc == 124:
+            raise HostUnreachable(f"{self.name}: `{command}` did not finish within {timeout}s")
+        return result
+
+    def forward(self, remote_port: int, remote_host: str = "127.0.0.1") -> tuple[str, int]:
+        self.ensure_reachable()
+        if self.transport is None:
+            return remote_host, remote_port
+        return self.transport.forward(self.host_vars, remote_port, remote_host)
+
+    @cached_property
+    def facts(self) -> dict[str, str]:
+        """Everything the host-level checks read, gathered with ONE remote command."""
+        from audit.facts import FACTS_SCRIPT, parse_facts
+
+        self.ensure_reachable()
+        return parse_facts(self.run(FACTS_SCRIPT, timeout=60).stdout)
