@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import subprocess
@@ -16,7 +17,7 @@ from typing import Any
 import allure
 import pytest
 
-from audit import evidence, outcomes
+from audit import evidence, matrix, outcomes
 from audit.catalogue import Catalogue, load_catalogue
 from audit.inventory import (
     Inventory,
@@ -81,8 +82,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "nightly: everything runs and counts (the default)")
 
 
+MARKERS = [
+    "requirement(*ids): the catalogued requirement ids this check verifies",
+    "roles(*roles): inventory roles whose hosts the check runs on (parametrizes `server`)",
+    "load: sends load (opt-in: -m load)",
+    "burst: sends a short burst of requests, e.g. rate limits (opt-in: -m burst)",
+    "writes: writes to the deployment and cleans up (opt-in: -m writes)",
+]
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
     try:
         catalogue = load_catalogue()
     except (OSError, ValueError) as exc:
@@ -320,6 +332,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     alluredir = getattr(config.option, "allure_report_dir", None)
     if alluredir:
         _write_allure_metadata(Path(alluredir), ctx, config)
+        rows = matrix.build(ctx.catalogue, ctx.results.by_test)
+        out = Path(alluredir).parent
+        (out / "requirements.md").write_text(matrix.to_markdown(rows))
+        (out / "requirements.json").write_text(json.dumps(rows, indent=1))
+        (out / "outcomes.json").write_text(json.dumps(
+            {"exit_code": code, "summary": text, "tests": ctx.results.by_test}, indent=1))
+        config.stash[outcomes.SUMMARY_KEY] = text + "\nrequirement matrix: " + ", ".join(
+            f"{k} {v}" for k, v in sorted(matrix.summary(rows).items())) + f" -> {out / 'requirements.md'}"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

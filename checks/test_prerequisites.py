@@ -22,11 +22,11 @@ def os_release(text: str) -> dict[str, str]:
     return {k: v.strip().strip('"') for k, v in pairs}
 
 
-@pytest.mark.requirement("PRE-OS")
+@pytest.mark.requirement("PRE-OS-RELEASE")
 def test_operating_system_is_a_supported_release(server, expected):
     """"Operating System: Ubuntu 20.04 LTS or later, CentOS 8+, or RHEL 8+"."""
     release = os_release(server.facts["os_release"])
-    allowed = expected("PRE-OS")
+    allowed = expected("PRE-OS-RELEASE")
     attach("os-release", server.facts["os_release"])
     distro, version = release.get("ID", "?"), release.get("VERSION_ID", "")
     assert distro in allowed, f"{server.name}: {release.get('PRETTY_NAME', distro)} is not one of {sorted(allowed)}"
