@@ -8,6 +8,7 @@ run selects only some checks, and works the same under pytest-xdist.
 from __future__ import annotations
 
 import ast
+import html
 from collections import defaultdict
 from pathlib import Path
 
@@ -43,24 +44,40 @@ def _is_requirement_call(func: ast.expr) -> bool:
 
 
 OUTCOME_ORDER = ["failed", "error", "passed", "skipped"]
+# Display order of the matrix statuses (every status `build` can give a row).
+STATUSES = ["passed", "failed", "error", "waived", "skipped", "not run", "uncovered", "not automatable"]
+STATUS_HELP = {
+    "passed": "every check of the requirement passed on every host it ran on",
+    "failed": "non-compliant: a check found the deployment differs from the guide (or its waiver expired)",
+    "error": "could not audit: a host or service was unreachable, a login refused, a tool missing",
+    "waived": "an active waiver covers the requirement (see the note)",
+    "skipped": "not applicable: no host of the check's role in the inventory",
+    "not run": "checks exist but none ran in this audit (deselected, or opt-in marker)",
+    "uncovered": "no check names this requirement yet",
+    "not automatable": "cannot be checked by a program (see the note)",
+}
 
 
 def build(catalogue: Catalogue, by_test: dict[str, dict]) -> list[dict]:
-    """One row per requirement: checks, outcome per host, overall status."""
+    """One row per requirement: checks, outcome per host, overall status. A requirement is
+    covered by the checks that declare it in checks/ and by any check that ran and named it."""
     declared = declared_requirements()
     per_req: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    ran: dict[str, set[str]] = defaultdict(set)
     reasons: dict[str, str] = {}
-    for entry in by_test.values():
+    for nodeid, entry in by_test.items():
         for req in filter(None, entry.get("requirements", "").split(",")):
             per_req[req][entry.get("host") or "-"].append(entry["outcome"])
+            ran[req].add(_check_name(nodeid))
             if entry.get("category") == "waived":
                 reasons[req] = entry.get("reason", "")
     rows = []
     for req in catalogue.requirements:
         hosts = {h: _worst(o) for h, o in sorted(per_req.get(req.id, {}).items())}
+        checks = sorted(declared.get(req.id, set()) | ran.get(req.id, set()))
         if not req.automatable:
             status = "not automatable"
-        elif req.id not in declared:
+        elif not checks:
             status = "uncovered"
         elif not hosts:
             status = "not run"
@@ -69,9 +86,15 @@ def build(catalogue: Catalogue, by_test: dict[str, dict]) -> list[dict]:
         else:
             status = _worst(list(hosts.values()))
         rows.append({"id": req.id, "severity": req.severity, "statement": req.statement,
-                     "checks": sorted(declared.get(req.id, [])), "hosts": hosts, "status": status,
+                     "checks": checks, "hosts": hosts, "status": status,
                      "note": req.reason or reasons.get(req.id, "")})
     return rows
+
+
+def _check_name(nodeid: str) -> str:
+    """`checks/test_tls.py::test_x[web1]` -> `test_tls::test_x` (the form `declared_requirements` uses)."""
+    path, _, rest = nodeid.partition("::")
+    return f"{Path(path).stem}::{rest.split('[', 1)[0]}"
 
 
 def _worst(outcomes: list[str]) -> str:
@@ -79,20 +102,107 @@ def _worst(outcomes: list[str]) -> str:
 
 
 def summary(rows: list[dict]) -> dict[str, int]:
-    counts: dict[str, int] = defaultdict(int)
+    """Requirement count per status, in display order, every status present (0 when none), and total."""
+    counts = dict.fromkeys(STATUSES, 0)
     for row in rows:
-        counts[row["status"]] += 1
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
     counts["total"] = len(rows)
-    return dict(counts)
+    return counts
+
+
+def summary_line(rows: list[dict]) -> str:
+    """`passed 12, failed 1, ...` in display order: the matrix in one line for a CI log."""
+    return ", ".join(f"{k} {v}" for k, v in summary(rows).items())
+
+
+def attention(rows: list[dict]) -> list[dict]:
+    """Rows a reader must act on: non-compliant, then could-not-audit; by severity."""
+    rank = {"blocker": 0, "critical": 1, "normal": 2, "minor": 3}
+    return sorted((r for r in rows if r["status"] in ("failed", "error")),
+                  key=lambda r: (r["status"] != "failed", rank.get(r["severity"], 9), r["id"]))
+
+
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def to_markdown(rows: list[dict]) -> str:
+    """The matrix as Markdown: counts first, then what needs attention, then every requirement.
+    Plain enough to read with `cat` in a CI log."""
     counts = summary(rows)
-    head = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-    lines = ["# Requirement matrix", "", head, "",
-             "| requirement | severity | status | per host | checks |", "|---|---|---|---|---|"]
+    lines = ["# Requirement matrix", "", "| status | requirements | meaning |", "|---|---:|---|"]
+    lines += [f"| {k} | {v} | {STATUS_HELP.get(k, '')} |" for k, v in counts.items()]
+    todo = attention(rows)
+    lines += ["", f"## Needs attention ({len(todo)})", ""]
+    if todo:
+        lines += ["| requirement | severity | status | per host | statement |", "|---|---|---|---|---|"]
+        for r in todo:
+            hosts = " ".join(f"{h}={o}" for h, o in r["hosts"].items()) or "-"
+            lines.append(f"| {r['id']} | {r['severity']} | {r['status']} | {hosts} | {_md(r['statement'])} |")
+    else:
+        lines.append("Nothing failed and nothing was left unaudited.")
+    lines += ["", "## Every requirement", "",
+              "| requirement | severity | status | per host | checks | note |", "|---|---|---|---|---|---|"]
     for r in rows:
         hosts = " ".join(f"{h}={o}" for h, o in r["hosts"].items()) or "-"
         checks = "<br>".join(r["checks"]) or "-"
-        lines.append(f"| {r['id']} | {r['severity']} | {r['status']} | {hosts} | {checks} |")
+        lines.append(f"| {r['id']} | {r['severity']} | {r['status']} | {hosts} | {checks} | {_md(r['note'])} |")
     return "\n".join(lines) + "\n"
+
+
+_STATUS_COLOUR = {"passed": "#15803d", "failed": "#dc2626", "error": "#d97706", "waived": "#7c3aed",
+                  "skipped": "#64748b", "not run": "#64748b", "uncovered": "#0369a1", "not automatable": "#475569"}
+
+
+def to_html(rows: list[dict], title: str = "Requirement matrix", meta: dict[str, str] | None = None) -> str:
+    """The matrix as one self-contained HTML page (inline CSS, no script, no outside resource)."""
+    esc = html.escape
+    counts = summary(rows)
+    head = "".join(
+        f'<tr class="count" data-status="{esc(k)}"><th>{esc(k)}</th><td>{v}</td>'
+        f"<td>{esc(STATUS_HELP.get(k, 'catalogued requirements'))}</td></tr>" for k, v in counts.items())
+    info = "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in (meta or {}).items())
+
+    def row(r: dict) -> str:
+        colour = _STATUS_COLOUR.get(r["status"], "#000")
+        hosts = " ".join(f'<span class="host {esc(o)}">{esc(h)}: {esc(o)}</span>' for h, o in r["hosts"].items())
+        return (f'<tr data-status="{esc(r["status"])}"><td class="id">{esc(r["id"])}</td>'
+                f"<td>{esc(r['severity'])}</td>"
+                f'<td><span class="badge" style="background:{colour}">{esc(r["status"])}</span></td>'
+                f"<td>{hosts or '-'}</td><td>{esc(r['statement'])}</td>"
+                f"<td>{'<br>'.join(esc(c) for c in r['checks']) or '-'}</td><td>{esc(r['note'])}</td></tr>")
+
+    todo = attention(rows)
+    todo_html = ("<table><thead><tr><th>requirement</th><th>severity</th><th>status</th><th>per host</th>"
+                 "<th>statement</th><th>checks</th><th>note</th></tr></thead><tbody>"
+                 + "".join(row(r) for r in todo) + "</tbody></table>") if todo else \
+        "<p>Nothing failed and nothing was left unaudited.</p>"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<title>{esc(title)}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #1f2937; }}
+table {{ border-collapse: collapse; margin: .5em 0 1.5em; }}
+th, td {{ border: 1px solid #d1d5db; padding: .25em .5em; text-align: left; vertical-align: top; }}
+thead th {{ background: #f3f4f6; position: sticky; top: 0; }}
+.count td:nth-child(2) {{ text-align: right; font-weight: bold; }}
+.badge {{ color: #fff; border-radius: .6em; padding: 0 .5em; white-space: nowrap; }}
+.id {{ font-family: ui-monospace, monospace; white-space: nowrap; }}
+.host {{ white-space: nowrap; margin-right: .5em; }}
+.host.failed {{ color: #dc2626; }} .host.error {{ color: #d97706; }} .host.passed {{ color: #15803d; }}
+</style></head><body>
+<h1>{esc(title)}</h1>
+<p id="summary">{esc(summary_line(rows))}</p>
+{f'<table class="meta"><tbody>{info}</tbody></table>' if info else ''}
+<h2>Requirements by status</h2>
+<table id="counts"><tbody>{head}</tbody></table>
+<h2>Needs attention ({len(todo)})</h2>
+{todo_html}
+<h2>Every requirement</h2>
+<table id="matrix"><thead><tr><th>requirement</th><th>severity</th><th>status</th><th>per host</th>
+<th>statement</th><th>checks</th><th>note</th></tr></thead><tbody>
+{"".join(row(r) for r in rows)}
+</tbody></table>
+</body></html>
+"""

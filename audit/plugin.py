@@ -36,6 +36,7 @@ SEVERITY = {"blocker": allure.severity_level.BLOCKER, "critical": allure.severit
             "normal": allure.severity_level.NORMAL, "minor": allure.severity_level.MINOR}
 SEVERITY_RANK = ["minor", "normal", "critical", "blocker"]
 EXPIRED_KEY = pytest.StashKey[str]()
+MAX_LISTED = 25  # requirements needing attention listed at the end of the run
 
 
 @dataclass
@@ -183,6 +184,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(
             "the checks need an inventory: run `pytest --hosts=NAME` "
             f"(available: {', '.join(_available())})")
+    for item in checks:
+        _catalogue_labels(item, ctx.catalogue)
+
+
+def _catalogue_labels(item: pytest.Item, cat: Catalogue) -> None:
+    """Feature (guide section), story (requirement), severity, guide link and host tag from the
+    catalogue, as allure-pytest marks: set at collection, they label every check in the report,
+    also the ones skipped before any fixture runs (waived, role absent)."""
+    reqs = [cat[i] for i in requirement_ids(item)]
+    label = pytest.mark.allure_label
+    for title in dict.fromkeys(cat.sections[r.section].title for r in reqs):
+        item.add_marker(label(title, label_type="feature"))
+    for r in reqs:
+        item.add_marker(label(f"{r.id}: {r.statement}", label_type="story"))
+        item.add_marker(label(r.id, label_type="requirement"))
+        item.add_marker(pytest.mark.allure_link(cat.guide_link(r.id), link_type="link",
+                                                name=f"guide: {cat.sections[r.section].title}"))
+    worst = max((r.severity for r in reqs), key=SEVERITY_RANK.index)
+    item.add_marker(label(SEVERITY[worst].value, label_type="severity"))
+    host = item_host(item)
+    if host:
+        item.add_marker(label(host, label_type="tag"))
 
 
 def _available() -> list[str]:
@@ -240,27 +263,6 @@ def secret(inventory: Inventory):
         return value
 
     return lookup
-
-
-@pytest.fixture(autouse=True)
-def _catalogue_labels(request: pytest.FixtureRequest) -> None:
-    """Feature (guide section), story (requirement), severity and guide link from the catalogue."""
-    ids = requirement_ids(request.node)
-    if not ids:
-        return
-    cat = ctx_of(request.config).catalogue
-    reqs = [cat[i] for i in ids]
-    for title in dict.fromkeys(cat.sections[r.section].title for r in reqs):
-        allure.dynamic.feature(title)
-    for r in reqs:
-        allure.dynamic.story(f"{r.id}: {r.statement}")
-        allure.dynamic.label("requirement", r.id)
-        allure.dynamic.link(cat.guide_link(r.id), name=f"guide: {cat.sections[r.section].title}")
-    worst = max((r.severity for r in reqs), key=SEVERITY_RANK.index)
-    allure.dynamic.severity(SEVERITY[worst])
-    host = item_host(request.node)
-    if host:
-        allure.dynamic.tag(host)
 
 
 # ---------------------------------------------------------------- waivers and outcomes
@@ -335,11 +337,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         rows = matrix.build(ctx.catalogue, ctx.results.by_test)
         out = Path(alluredir).parent
         (out / "requirements.md").write_text(matrix.to_markdown(rows))
+        (out / "requirements.html").write_text(matrix.to_html(
+            rows, meta={"summary": text.splitlines()[0], **_audit_properties(ctx, config)}))
         (out / "requirements.json").write_text(json.dumps(rows, indent=1))
         (out / "outcomes.json").write_text(json.dumps(
-            {"exit_code": code, "summary": text, "tests": ctx.results.by_test}, indent=1))
-        config.stash[outcomes.SUMMARY_KEY] = text + "\nrequirement matrix: " + ", ".join(
-            f"{k} {v}" for k, v in sorted(matrix.summary(rows).items())) + f" -> {out / 'requirements.md'}"
+            {"exit_code": code, "gate": config.getoption("gate") or "nightly", "summary": text,
+             "matrix": matrix.summary(rows), "tests": ctx.results.by_test}, indent=1))
+        todo = matrix.attention(rows)
+        lines = [text, f"requirement matrix: {matrix.summary_line(rows)} -> {out / 'requirements.md'}"]
+        lines += [f"  {r['status']:<7} {r['severity']:<8} {r['id']:<28} "
+                  + " ".join(f"{h}={o}" for h, o in r["hosts"].items()) for r in todo[:MAX_LISTED]]
+        if len(todo) > MAX_LISTED:
+            lines.append(f"  ... {len(todo) - MAX_LISTED} more in {out / 'requirements.md'}")
+        lines.append(f"HTML report: python -m reports (reads {alluredir})")
+        config.stash[outcomes.SUMMARY_KEY] = "\n".join(lines)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -361,11 +372,10 @@ def _git_sha() -> str:
         return "unknown"
 
 
-def _write_allure_metadata(alluredir: Path, ctx: AuditContext, config: pytest.Config) -> None:
-    """environment.properties (what was audited) and categories.json (why a check is not green)."""
+def _audit_properties(ctx: AuditContext, config: pytest.Config) -> dict[str, str]:
+    """What was audited, by which suite, under which gate: Allure's environment, the matrix header."""
     from importlib.metadata import PackageNotFoundError, version
 
-    alluredir.mkdir(parents=True, exist_ok=True)
     try:
         suite_version = version("pynomaly-audit")
     except PackageNotFoundError:
@@ -381,9 +391,24 @@ def _write_allure_metadata(alluredir: Path, ctx: AuditContext, config: pytest.Co
     }
     for req_id, value in sorted(((inv.setting("audit_expected") or {})).items()):
         props[f"override.{req_id}"] = repr(value)
-    text = "\n".join(f"{k}={evidence.mask(str(v))}" for k, v in props.items())
+    return {k: evidence.mask(str(v)) for k, v in props.items()}
+
+
+def _write_allure_metadata(alluredir: Path, ctx: AuditContext, config: pytest.Config) -> None:
+    """environment.properties (what was audited) and categories.json (why a check is not green).
+    Allure 3 shows the properties as the report's metadata; it reads categories from its config
+    (allurerc.mjs loads this categories.json)."""
+    alluredir.mkdir(parents=True, exist_ok=True)
+    props = {**_audit_properties(ctx, config),
+             "requirement.matrix": "requirements.html (Global Attachments tab; requirements.md beside it)"}
+    text = "\n".join(f"{k}={_escape_property(v)}" for k, v in props.items())
     (alluredir / "environment.properties").write_text(text + "\n")
     (alluredir / "categories.json").write_text(outcomes.ALLURE_CATEGORIES)
+
+
+def _escape_property(value: str) -> str:
+    """A Java .properties value (what Allure reads): backslashes, and line breaks kept on one line."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
 
 
 os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")

@@ -8,6 +8,7 @@ three instances sharing web1's namespace. Every container started here is remove
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -85,9 +86,10 @@ def _client():
 
 
 def _base_image(client) -> str:
-    """PYNOMALY_APP_TEST_BASE, a provision host image, our test base, or a fresh mmdebstrap import."""
+    """PYNOMALY_APP_TEST_BASE, provision's base or host image, our test base, or a fresh mmdebstrap import."""
     candidates = [os.getenv("PYNOMALY_APP_TEST_BASE", "")]
-    candidates += sorted(tag for image in client.images.list(name="pynomaly-ref/host") for tag in image.tags)
+    for repo in ("pynomaly-ref/base", "pynomaly-ref/host"):
+        candidates += sorted(tag for image in client.images.list(name=repo) for tag in image.tags)
     candidates.append(TEST_BASE)
     for tag in filter(None, candidates):
         try:
@@ -142,7 +144,7 @@ def _status(url: str) -> int | None:
         return None
 
 
-class Deployment:
+class AppStack:
     """Handles on the containers and the published URLs."""
 
     def __init__(self, client, label: str):
@@ -172,21 +174,19 @@ class Deployment:
 
     def cleanup(self):
         for container in reversed(self.containers):
-            try:
+            with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True, v=True)
-            except docker.errors.NotFound:
-                pass
 
 
 @pytest.fixture(scope="module")
-def deployment():
+def app_stack():
     """Images built (or reused), PostgreSQL + Redis up, three app instances healthy."""
     client = _client()
     base = _base_image(client)
     services = _services_image(client, base)
     start = time.monotonic()
     tag = build_image(client, base, latest=False)
-    dep = Deployment(client, f"pynomaly-apptest-{uuid.uuid4().hex[:8]}")
+    dep = AppStack(client, f"pynomaly-apptest-{uuid.uuid4().hex[:8]}")
     dep.figures.update(base_image=base, app_image=tag, image_build_s=round(time.monotonic() - start, 1))
     try:
         pod = dep.run(
@@ -233,13 +233,13 @@ def deployment():
 
 
 @pytest.fixture(scope="module")
-def token(deployment) -> str:
-    code, out = deployment.app_exec(
+def token(app_stack) -> str:
+    code, out = app_stack.app_exec(
         "python3", "-m", "src.pynomaly.seed", env={"APP_USERNAME": USERNAME, "APP_PASSWORD": PASSWORD}
     )
     assert code == 0, out
     response = requests.post(
-        deployment.urls[PORTS[0]] + "/api/v1/auth/login", json={"username": USERNAME, "password": PASSWORD}, timeout=10
+        app_stack.urls[PORTS[0]] + "/api/v1/auth/login", json={"username": USERNAME, "password": PASSWORD}, timeout=10
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -251,37 +251,52 @@ def _b64json(part: str) -> dict:
     return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
 
 
-def test_migrations_ran_once_and_created_tables_and_indexes(deployment):
-    logs = [deployment.apps[port].logs().decode() for port in PORTS]
+def test_migrations_ran_once_and_created_tables_and_indexes(app_stack):
+    logs = [app_stack.apps[port].logs().decode() for port in PORTS]
     assert sum(log.count("Running upgrade  -> 0001") for log in logs) == 1
-    tables = deployment.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").split()
+    tables = app_stack.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").split()
     assert {"users", "audit_logs", "api_keys", "alembic_version"} <= set(tables)
-    columns = deployment.psql(
+    columns = app_stack.psql(
         "SELECT table_name || '.' || column_name FROM information_schema.columns WHERE table_schema = 'public'"
     ).split()
     for column in ("users.email", "users.hashed_password", "users.is_active", "users.created_at",
                    "audit_logs.user_id", "audit_logs.action", "audit_logs.timestamp",
                    "api_keys.user_id", "api_keys.key_hash", "api_keys.is_active", "api_keys.created_at"):  # fmt: skip
         assert column in columns
-    rows = deployment.psql("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")
+    rows = app_stack.psql("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")
     indexes = dict(line.split("|", 1) for line in rows.splitlines())
-    deployment.figures["indexes"] = sorted(indexes)
+    app_stack.figures["indexes"] = sorted(indexes)
     for name, columns_and_predicate in GUIDE_INDEXES.items():
         assert indexes[name].endswith("USING btree " + columns_and_predicate), indexes.get(name)
-    invalid = deployment.psql("SELECT count(*) FROM pg_index WHERE NOT indisvalid")
+    invalid = app_stack.psql("SELECT count(*) FROM pg_index WHERE NOT indisvalid")
     assert invalid == "0"  # CONCURRENTLY builds all finished
 
 
-def test_seed_is_idempotent(deployment, token):
+def test_migration_waits_for_the_advisory_lock(app_stack):
+    create = "su postgres -c \"psql -q -c 'CREATE DATABASE locktest OWNER pynomaly_user'\""
+    assert app_stack.pg.exec_run(["bash", "-c", create]).exit_code == 0
+    hold = "su postgres -c \"psql -d locktest -c 'SELECT pg_advisory_lock(7242001), pg_sleep(3)'\""
+    app_stack.pg.exec_run(["bash", "-c", hold], detach=True)
+    time.sleep(0.5)
+    url = f"postgresql://pynomaly_user:{DB_PASSWORD}@127.0.0.1:5432/locktest"
+    start = time.monotonic()
+    code, out = app_stack.app_exec("python3", "-m", "alembic", "upgrade", "head", env={"DATABASE_URL": url})
+    assert code == 0, out
+    assert "waiting for the lock" in out
+    assert "Running upgrade  -> 0001" in out
+    assert time.monotonic() - start >= 2
+
+
+def test_seed_is_idempotent(app_stack, token):
     env = {"APP_USERNAME": USERNAME, "APP_PASSWORD": PASSWORD}
-    code, out = deployment.app_exec("python3", "-m", "src.pynomaly.seed", env=env)
+    code, out = app_stack.app_exec("python3", "-m", "src.pynomaly.seed", env=env)
     assert (code, out.strip()) == (0, f"user {USERNAME}: unchanged")
-    assert deployment.psql(f"SELECT count(*) FROM users WHERE email = '{USERNAME}'") == "1"
-    code, out = deployment.app_exec("python3", "-m", "src.pynomaly.seed", env={"APP_USERNAME": USERNAME})
+    assert app_stack.psql(f"SELECT count(*) FROM users WHERE email = '{USERNAME}'") == "1"
+    code, out = app_stack.app_exec("python3", "-m", "src.pynomaly.seed", env={"APP_USERNAME": USERNAME})
     assert code == 2
 
 
-def test_login_token_is_hs256_with_30_minutes(deployment, token):
+def test_login_token_is_hs256_with_30_minutes(app_stack, token):
     header_b64, payload_b64, signature_b64 = token.split(".")
     header, payload = _b64json(header_b64), _b64json(payload_b64)
     assert header["alg"] == "HS256"
@@ -291,18 +306,18 @@ def test_login_token_is_hs256_with_30_minutes(deployment, token):
     assert base64.urlsafe_b64encode(expected).rstrip(b"=").decode() == signature_b64
 
 
-def test_login_is_audited_and_bad_password_refused(deployment, token):
-    url = deployment.urls[PORTS[1]] + "/api/v1/auth/login"
-    before = int(deployment.psql("SELECT count(*) FROM audit_logs"))
+def test_login_is_audited_and_bad_password_refused(app_stack, token):
+    url = app_stack.urls[PORTS[1]] + "/api/v1/auth/login"
+    before = int(app_stack.psql("SELECT count(*) FROM audit_logs"))
     assert requests.post(url, json={"username": USERNAME, "password": "wrong"}, timeout=10).status_code == 401
     assert requests.post(url, json={"username": "nobody", "password": "x"}, timeout=10).status_code == 401
     assert requests.post(url, json={"username": USERNAME, "password": PASSWORD}, timeout=10).status_code == 200
-    assert int(deployment.psql("SELECT count(*) FROM audit_logs")) == before + 3
-    assert int(deployment.psql("SELECT count(*) FROM audit_logs WHERE action = 'login' AND user_id IS NOT NULL")) >= 2
+    assert int(app_stack.psql("SELECT count(*) FROM audit_logs")) == before + 3
+    assert int(app_stack.psql("SELECT count(*) FROM audit_logs WHERE action = 'login' AND user_id IS NOT NULL")) >= 2
 
 
-def test_authenticated_call_reads_db_then_cache(deployment, token):
-    url = deployment.urls[PORTS[2]] + "/api/v1/me"
+def test_authenticated_call_reads_db_then_cache(app_stack, token):
+    url = app_stack.urls[PORTS[2]] + "/api/v1/me"
     assert requests.get(url, timeout=5).status_code == 401
     assert requests.get(url, headers={"Authorization": "Bearer not.a.token"}, timeout=5).status_code == 401
     forged = token[: token.rindex(".") + 1] + "A" * 43
@@ -312,27 +327,27 @@ def test_authenticated_call_reads_db_then_cache(deployment, token):
     assert first.status_code == second.status_code == 200
     assert first.json()["username"] == USERNAME
     assert second.json()["cached"] is True
-    code, out = deployment.redis.exec_run(["redis-cli", "-a", REDIS_PASSWORD, "--no-auth-warning", "-n", "1", "TTL",
+    code, out = app_stack.redis.exec_run(["redis-cli", "-a", REDIS_PASSWORD, "--no-auth-warning", "-n", "1", "TTL",
                                            f"user:{USERNAME}"])  # fmt: skip
     assert code == 0
     assert 0 < int(out) <= 300
 
 
-def test_health_endpoints(deployment):
+def test_health_endpoints(app_stack):
     for path in ("/health", "/api/v1/health"):
-        response = requests.get(deployment.urls[PORTS[0]] + path, timeout=5)
+        response = requests.get(app_stack.urls[PORTS[0]] + path, timeout=5)
         assert response.status_code == 200
         assert response.json()["status"] == "ok"
 
 
-def test_docs_served_without_outside_hosts(deployment):
-    page = requests.get(deployment.urls[PORTS[0]] + "/docs", timeout=5)
+def test_docs_served_without_outside_hosts(app_stack):
+    page = requests.get(app_stack.urls[PORTS[0]] + "/docs", timeout=5)
     assert page.status_code == 200
     assert "SwaggerUIBundle" in page.text
     assert not re.search(r"(src|href)=[\"']https?://", page.text)
     for asset in re.findall(r"(?:src|href)=[\"'](/static/[^\"']+)", page.text):
-        assert requests.get(deployment.urls[PORTS[0]] + asset, timeout=5).status_code == 200
-    assert requests.get(deployment.urls[PORTS[0]] + "/openapi.json", timeout=5).json()["paths"]
+        assert requests.get(app_stack.urls[PORTS[0]] + asset, timeout=5).status_code == 200
+    assert requests.get(app_stack.urls[PORTS[0]] + "/openapi.json", timeout=5).json()["paths"]
 
 
 def _health_count(text: str) -> float:
@@ -340,24 +355,24 @@ def _health_count(text: str) -> float:
     return sum(float(value) for value in re.findall(pattern, text, re.M))
 
 
-def test_metrics_aggregate_over_workers(deployment):
-    url = deployment.urls[PORTS[0]]
-    before = deployment.metrics()
+def test_metrics_aggregate_over_workers(app_stack):
+    url = app_stack.urls[PORTS[0]]
+    before = app_stack.metrics()
     assert "# TYPE http_requests_total counter" in before
     assert "# TYPE http_request_duration_seconds histogram" in before
     assert 'http_request_duration_seconds_bucket{handler="/health",le="0.005",method="GET"}' in before
     for _ in range(40):
         requests.get(url + "/health", timeout=5)  # a new connection each: spread over the 4 workers
-    after = deployment.metrics()
+    after = app_stack.metrics()
     grown = _health_count(after) - _health_count(before)
     assert 40 <= grown <= 42  # +2: Docker's HEALTHCHECK may probe meanwhile
-    pids = {path.split("_")[-1] for path in deployment.apps[PORTS[0]].exec_run(["ls", "/tmp/pynomaly-metrics"])
+    pids = {path.split("_")[-1] for path in app_stack.apps[PORTS[0]].exec_run(["ls", "/tmp/pynomaly-metrics"])
             .output.decode().split()}  # fmt: skip
     assert len(pids) > 1, "expected samples from more than one worker"
 
 
-def test_effective_config_dump_has_no_secrets(deployment):
-    code, out = deployment.app_exec("python3", "-m", "src.pynomaly.infrastructure.config.dump")
+def test_effective_config_dump_has_no_secrets(app_stack):
+    code, out = app_stack.app_exec("python3", "-m", "src.pynomaly.infrastructure.config.dump")
     assert code == 0, out
     for secret in (DB_PASSWORD, REDIS_PASSWORD, JWT_SECRET):
         assert secret not in out
@@ -372,8 +387,8 @@ def test_effective_config_dump_has_no_secrets(deployment):
     assert dump["logging"]["level"] == "INFO"
 
 
-def test_gunicorn_runs_the_guides_command(deployment):
-    container = deployment.apps[PORTS[1]]
+def test_gunicorn_runs_the_guides_command(app_stack):
+    container = app_stack.apps[PORTS[1]]
     cmdline = container.exec_run(["cat", "/proc/1/cmdline"]).output.decode().split("\0")
     assert "--bind" in cmdline
     assert cmdline[cmdline.index("--bind") + 1] == "0.0.0.0:8001"
@@ -384,9 +399,9 @@ def test_gunicorn_runs_the_guides_command(deployment):
     assert container.exec_run(["id", "-u"]).output.decode().strip() == "1000"
 
 
-def test_docker_healthcheck_turns_healthy(deployment):
+def test_docker_healthcheck_turns_healthy(app_stack):
     for port in PORTS:
-        container = deployment.apps[port]
+        container = app_stack.apps[port]
 
         def healthy(container=container):
             container.reload()
@@ -395,9 +410,9 @@ def test_docker_healthcheck_turns_healthy(deployment):
         _wait(healthy, 60, f"docker health of instance {port}", interval=1)
 
 
-def test_health_is_503_while_redis_is_down(deployment):
-    url = deployment.urls[PORTS[0]]
-    deployment.redis.stop(timeout=2)
+def test_health_is_503_while_redis_is_down(app_stack):
+    url = app_stack.urls[PORTS[0]]
+    app_stack.redis.stop(timeout=2)
     try:
         _wait(lambda: _status(url + "/health") == 503, 15, "/health 503")
         body = requests.get(url + "/api/v1/health", timeout=5)
@@ -405,5 +420,5 @@ def test_health_is_503_while_redis_is_down(deployment):
         assert body.json()["checks"]["database"] == "ok"
         assert body.json()["checks"]["redis"].startswith("error")
     finally:
-        deployment.redis.start()
+        app_stack.redis.start()
     _wait(lambda: _status(url + "/health") == 200, 30, "/health back to 200")

@@ -1,0 +1,1 @@
+"""Reference deployment driver: `python -m provision up|down|status|drift|heal`."""

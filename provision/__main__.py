@@ -1,0 +1,56 @@
+"""Command line: python -m provision up|down|status|drift|heal."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .ui import ProvisionError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m provision",
+                                description="Pynomaly reference deployment (docs/contracts.md)")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="build images, start and configure every host (idempotent)")
+    down = sub.add_parser("down", help="remove containers, network and .state/")
+    down.add_argument("--purge", action="store_true", help="also remove the images")
+    sub.add_parser("status", help="each host and service; exit 1 if something is down")
+    drift = sub.add_parser("drift", help="break one requirement on the running deployment")
+    drift.add_argument("name", nargs="?", help="drift name (see --list)")
+    drift.add_argument("--list", action="store_true", help="print NAME  REQ-IDS  description")
+    sub.add_parser("heal", help="revert every applied drift")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from . import deploy, drifts
+
+    try:
+        if args.command == "up":
+            if os.geteuid() != 0:
+                raise ProvisionError("`up` must run as root (it may install and start Docker)")
+            deploy.up()
+        elif args.command == "down":
+            deploy.down(purge=args.purge)
+        elif args.command == "status":
+            return deploy.status()
+        elif args.command == "drift":
+            if args.list or not args.name:
+                drifts.print_list()
+                return 0 if args.list else 2
+            drifts.apply(args.name)
+        elif args.command == "heal":
+            drifts.heal()
+    except ProvisionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

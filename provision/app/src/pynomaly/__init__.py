@@ -1,0 +1,1 @@
+"""Pynomaly stand-in used by the reference deployment of the audit suite."""

@@ -1,0 +1,1 @@
+"""Configuration: the guide's ProductionConfig plus the environment it reads."""

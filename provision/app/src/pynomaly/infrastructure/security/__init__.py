@@ -1,0 +1,1 @@
+"""Password hashing (stdlib PBKDF2) and JWT access tokens."""

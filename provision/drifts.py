@@ -1,0 +1,5 @@
+"""Drift registry (placeholder until written)."""
+
+
+def print_list():
+    pass

@@ -1,0 +1,1 @@
+"""`python -m reports`: the HTML report from reports/allure-results (see audit/report.py)."""
