@@ -91,11 +91,12 @@ class MaskingFilter(logging.Filter):
 
 
 def scrub_tree(root: str | Path) -> int:
-    """Mask secrets in every text file under `root` (report files written by other plugins)."""
+    """Mask secrets in a report file, or in every text file under a report folder."""
     if _pattern is None:
         return 0
     changed = 0
-    for path in Path(root).rglob("*"):
+    root = Path(root)
+    for path in (root.rglob("*") if root.is_dir() else [root]):
         if not path.is_file() or path.suffix in (".png", ".jpg", ".gz", ".zip"):
             continue
         try:

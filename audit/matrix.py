@@ -65,12 +65,16 @@ def build(catalogue: Catalogue, by_test: dict[str, dict]) -> list[dict]:
     per_req: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     ran: dict[str, set[str]] = defaultdict(set)
     reasons: dict[str, str] = {}
+    problems: dict[str, str] = {}  # requirement -> first failure message (why it is red)
     for nodeid, entry in by_test.items():
         for req in filter(None, entry.get("requirements", "").split(",")):
             per_req[req][entry.get("host") or "-"].append(entry["outcome"])
             ran[req].add(_check_name(nodeid))
             if entry.get("category") == "waived":
                 reasons[req] = entry.get("reason", "")
+            elif entry.get("message") and entry["outcome"] in ("failed", "error"):
+                host = entry.get("host")
+                problems.setdefault(req, f"{host}: {entry['message']}" if host else entry["message"])
     rows = []
     for req in catalogue.requirements:
         hosts = {h: _worst(o) for h, o in sorted(per_req.get(req.id, {}).items())}
@@ -87,7 +91,8 @@ def build(catalogue: Catalogue, by_test: dict[str, dict]) -> list[dict]:
             status = _worst(list(hosts.values()))
         rows.append({"id": req.id, "severity": req.severity, "statement": req.statement,
                      "checks": checks, "hosts": hosts, "status": status,
-                     "note": req.reason or reasons.get(req.id, "")})
+                     "note": req.reason or (problems.get(req.id, "") if status in ("failed", "error")
+                                            else reasons.get(req.id, ""))})
     return rows
 
 
@@ -135,10 +140,11 @@ def to_markdown(rows: list[dict]) -> str:
     todo = attention(rows)
     lines += ["", f"## Needs attention ({len(todo)})", ""]
     if todo:
-        lines += ["| requirement | severity | status | per host | statement |", "|---|---|---|---|---|"]
+        lines += ["| requirement | severity | status | per host | statement | why |", "|---|---|---|---|---|---|"]
         for r in todo:
             hosts = " ".join(f"{h}={o}" for h, o in r["hosts"].items()) or "-"
-            lines.append(f"| {r['id']} | {r['severity']} | {r['status']} | {hosts} | {_md(r['statement'])} |")
+            lines.append(f"| {r['id']} | {r['severity']} | {r['status']} | {hosts} | {_md(r['statement'])} "
+                         f"| {_md(r['note'])} |")
     else:
         lines.append("Nothing failed and nothing was left unaudited.")
     lines += ["", "## Every requirement", "",

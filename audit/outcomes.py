@@ -37,11 +37,6 @@ ALLURE_CATEGORIES = json.dumps([
     {"name": "Not applicable (role absent)", "matchedStatuses": ["skipped"],
      "messageRegex": ".*absent from inventory.*"},
 ], indent=2)
-GATES = {
-    "nightly": "every requirement counts, whatever its severity",
-    "pre-release": "blocker and critical requirements must pass and nothing may be broken; "
-                   "normal and minor failures are listed but do not fail the gate",
-}
 BLOCKING_SEVERITIES = {"blocker", "critical"}
 
 
@@ -55,6 +50,20 @@ def classify(report: pytest.TestReport, exc: BaseException | None) -> str | None
     if report.when == "call" and isinstance(exc, (AssertionError, pytest.fail.Exception)):
         return NON_COMPLIANCE
     return NOT_AUDITED
+
+
+def _message(report: pytest.TestReport, limit: int = 300) -> str:
+    """The one-line reason of a failed phase (the exception's message), masked."""
+    from audit.evidence import mask
+
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        text = crash.message
+    else:
+        lines = [line for line in str(report.longrepr).strip().splitlines() if line.strip()]
+        text = lines[-1] if lines else ""
+    text = " ".join(mask(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(eq=False)  # registered as a plugin: must stay hashable
@@ -73,6 +82,7 @@ class Tally:
         if report.failed:
             entry["outcome"] = "failed" if category == NON_COMPLIANCE else "error"
             entry["category"] = category
+            entry.setdefault("message", _message(report))
         elif report.skipped:
             entry["outcome"] = "skipped"
             entry["category"] = category

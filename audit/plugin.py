@@ -123,11 +123,13 @@ def pytest_configure(config: pytest.Config) -> None:
         with contextlib.suppress(InventoryError):  # a missing secret is reported by the check needing it
             evidence.register_secret(resolve_secret(ctx.inventory, name))
     ctx.transport = Transport(ctx.inventory) if ctx.inventory.hosts else None
+    # xdist workers parse the command line afresh and write the Allure results of their checks:
+    # they need the default folder too; only the controller empties it (before workers start).
+    if getattr(config.option, "allure_report_dir", None) is None:
+        config.option.allure_report_dir = str(REPORTS / "allure-results")
+        config.option.clean_alluredir = not is_worker(config)
     if not is_worker(config):
         REPORTS.mkdir(exist_ok=True)
-        if getattr(config.option, "allure_report_dir", None) is None:
-            config.option.allure_report_dir = str(REPORTS / "allure-results")
-            config.option.clean_alluredir = True
         if getattr(config.option, "xmlpath", None) is None:
             config.option.xmlpath = str(REPORTS / "junit.xml")
 
@@ -349,7 +351,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                   + " ".join(f"{h}={o}" for h, o in r["hosts"].items()) for r in todo[:MAX_LISTED]]
         if len(todo) > MAX_LISTED:
             lines.append(f"  ... {len(todo) - MAX_LISTED} more in {out / 'requirements.md'}")
-        lines.append(f"HTML report: python -m reports (reads {alluredir})")
+        default = Path(alluredir).resolve() == (REPORTS / "allure-results").resolve()
+        lines.append("HTML report: python -m reports" + ("" if default else f" --results {alluredir}"))
         config.stash[outcomes.SUMMARY_KEY] = "\n".join(lines)
 
 
@@ -359,7 +362,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         return
     for target in (getattr(config.option, "allure_report_dir", None), getattr(config.option, "xmlpath", None)):
         if target and Path(target).exists():
-            evidence.scrub_tree(target) if Path(target).is_dir() else evidence.scrub_tree(Path(target).parent)
+            evidence.scrub_tree(target)
     if ctx.transport:
         ctx.transport.close()
 

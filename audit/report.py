@@ -141,15 +141,17 @@ def allure_command() -> list[str]:
 
 
 def render_matrix(results: Path) -> Path | None:
-    """(Re)write requirements.html beside allure-results from requirements.json, when there is one."""
-    source = results.parent / "requirements.json"
+    """requirements.html beside allure-results: the audit writes it; (re)written from
+    requirements.json here only when it is missing or older (results from another tool)."""
+    source, target = results.parent / "requirements.json", results.parent / "requirements.html"
     if not source.exists():
         return None
+    if target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
+        return target
     meta = {}
     outcome = results.parent / "outcomes.json"
     if outcome.exists():
         meta["summary"] = json.loads(outcome.read_text()).get("summary", "").partition("\n")[0]
-    target = results.parent / "requirements.html"
     target.write_text(matrix.to_html(json.loads(source.read_text()), meta=meta))
     return target
 

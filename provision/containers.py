@@ -25,14 +25,19 @@ def get(client: docker.DockerClient, name: str) -> Container | None:
 
 
 def run(container: Container, cmd: str | list[str], env: dict | None = None,
-        check: bool = True, user: str = "root", workdir: str | None = None) -> tuple[int, str]:
+        check: bool = True, user: str = "root", workdir: str | None = None,
+        timeout: int = 300) -> tuple[int, str]:
     """Run ``cmd`` (a shell string or argv) in ``container``; (exit code, output).
 
-    Raises ProvisionError naming the host when ``check`` and the command fails.
+    Raises ProvisionError naming the host when ``check`` and the command fails, or
+    when it runs longer than ``timeout`` seconds (coreutils timeout in the container).
     The environment is never echoed (it carries secrets).
     """
-    argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else cmd
+    argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+    argv = ["timeout", "--kill-after=10", str(timeout), *argv]
     code, out = container.exec_run(argv, environment=env or {}, user=user, workdir=workdir)
+    if code == 124:
+        raise ProvisionError(f"{container.name}: `{argv[3:]}` did not finish within {timeout}s")
     text = out.decode(errors="replace") if out else ""
     if check and code != 0:
         shown = cmd if isinstance(cmd, str) else " ".join(cmd)
@@ -81,13 +86,14 @@ def put(container: Container, items: list[File | Dir], ids: dict[str, int]) -> N
 
 
 def create_host(client: docker.DockerClient, h: Host, image: str, labels: dict[str, str],
-                extra_hosts: dict[str, str] | None = None) -> Container:
+                extra_hosts: dict[str, str] | None = None,
+                binds: dict[str, dict] | None = None) -> Container:
     """Create (not start) the container of host ``h`` on the deployment network."""
     api = client.api
     host_config = api.create_host_config(
         port_bindings={f"{p}/tcp": (h.public_ip, p) for p in h.ports},
         cap_add=["NET_ADMIN"], init=True, shm_size="256m",
-        extra_hosts=extra_hosts or {},
+        extra_hosts=extra_hosts or {}, binds=binds or {},
         restart_policy={"Name": "unless-stopped"},
     )
     networking = api.create_networking_config(

@@ -15,6 +15,8 @@ from .topology import (
     GATEWAY,
     HOSTS,
     LABEL,
+    LOG_DIR,
+    LOG_VOLUME,
     NETWORK,
     PUBLIC_NAME,
     PUBLIC_URL,
@@ -37,6 +39,13 @@ def ensure_network(client: docker.DockerClient) -> None:
     ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=SUBNET,
                                                                         gateway=GATEWAY)])
     client.networks.create(NETWORK, driver="bridge", ipam=ipam, labels={LABEL: "1"})
+
+
+def ensure_volume(client: docker.DockerClient) -> None:
+    try:
+        client.volumes.get(LOG_VOLUME)
+    except NotFound:
+        client.volumes.create(LOG_VOLUME, labels={LABEL: "1"})
 
 
 def _remove_containers(client: docker.DockerClient) -> list[str]:
@@ -66,9 +75,10 @@ def _create_hosts(client, st: State, image: str) -> None:
     for h in HOSTS:
         step(f"{h.name}: container {h.ip}, published on {h.public_ip}:{','.join(map(str, h.ports))}")
         extra = {"alertmanager": "127.0.0.1"} if h.has("monitoring") else None
+        binds = {LOG_VOLUME: {"bind": LOG_DIR, "mode": "rw"}} if h.has("app") else None
         labels = {"pynomaly-ref.host": h.name, "pynomaly-ref.roles": ",".join(h.roles),
                   CONFIG_LABEL: roles.config_hash(h, st, image)}
-        c = containers.create_host(client, h, image, labels, extra)
+        c = containers.create_host(client, h, image, labels, extra, binds)
         containers.put(c, roles.files_for(h, st), ids)
         c.start()
 
@@ -115,6 +125,7 @@ def up() -> None:
     host_image = images.build_host(client)
     app_image = images.build_app(client)
     ensure_network(client)
+    ensure_volume(client)
     current = _current(client, st, host_image)
     if all(v == "ok" for v in current.values()):
         step("all host containers are running with the current configuration")
@@ -136,6 +147,7 @@ def up() -> None:
     old = st.load()
     if {k: v for k, v in old.items()} != record:
         st.save(record)
+    images.prune_old(client, {images.base_tag(), host_image})
     _summary(st, record, time.monotonic() - started)
 
 
@@ -165,6 +177,11 @@ def down(purge: bool = False) -> None:
         try:
             client.networks.get(NETWORK).remove()
             step(f"removed network {NETWORK}")
+        except NotFound:
+            pass
+        try:
+            client.volumes.get(LOG_VOLUME).remove(force=True)
+            step(f"removed volume {LOG_VOLUME}")
         except NotFound:
             pass
         if purge:

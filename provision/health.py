@@ -74,6 +74,23 @@ def problems(client: docker.DockerClient, st: State, with_apps: bool = True) -> 
             code, _ = containers.run(container, cmd, env=env, check=False)
             if code:
                 found.append(f"{h.name}: {what} failed")
+    if with_apps:
+        found += app_problems(client)
+    return found
+
+
+def app_problems(client: docker.DockerClient) -> list[str]:
+    """App containers that are not running or whose Docker HEALTHCHECK is not healthy."""
+    found = []
+    for n, _ in enumerate(APP_PORTS, 1):
+        name = app_container_name(n)
+        c = containers.get(client, name)
+        if c is None:
+            found.append(f"web1: {name} missing")
+            continue
+        health = c.attrs["State"].get("Health", {}).get("Status", "none")
+        if c.status != "running" or health not in ("healthy", "none"):
+            found.append(f"web1: {name} {c.status}, health {health}")
     return found
 
 

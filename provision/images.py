@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -10,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import docker
-from docker.errors import BuildError, ImageNotFound
+from docker.errors import APIError, BuildError, ImageNotFound
 
 from .ui import ProvisionError, step
 
@@ -90,17 +91,36 @@ def build_base(client: docker.DockerClient) -> str:
                "--aptopt=Acquire::Retries \"3\"",
                "--dpkgopt=path-exclude=/usr/share/man/*",
                "--dpkgopt=path-exclude=/usr/share/locale/*",
+               # no daemon may start inside the chroot while packages install
+               "--essential-hook=printf '#!/bin/sh\\nexit 101\\n' > \"$1/usr/sbin/policy-rc.d\"; "
+               "chmod 755 \"$1/usr/sbin/policy-rc.d\"",
+               "--customize-hook=rm -f \"$1/usr/sbin/policy-rc.d\"",
                SUITE, str(tar), *MIRRORS]
-        try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=MMDEBSTRAP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            raise ProvisionError(f"mmdebstrap did not finish within {MMDEBSTRAP_TIMEOUT}s") from None
-        if res.returncode:
-            raise ProvisionError(f"mmdebstrap failed:\n{res.stderr[-3000:]}")
+        for attempt in (1, 2):  # a transient mirror or cleanup error gets one retry
+            try:
+                res = subprocess.run(cmd, capture_output=True, text=True,
+                                     timeout=MMDEBSTRAP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                raise ProvisionError(
+                    f"mmdebstrap did not finish within {MMDEBSTRAP_TIMEOUT}s") from None
+            if res.returncode == 0:
+                break
+            if attempt == 2:
+                raise ProvisionError(f"mmdebstrap failed:\n{res.stderr[-3000:]}")
+            step("mmdebstrap failed; retrying once")
         step(f"importing {tag}")
         repo, version = tag.split(":")
         client.api.import_image_from_file(str(tar), repository=repo, tag=version)
     return tag
+
+
+def prune_old(client: docker.DockerClient, keep: set[str]) -> None:
+    """Drop earlier base/host tags of this repository that no container uses."""
+    for image in client.images.list():
+        for tag in image.tags:
+            if tag.startswith((f"{REPO}/base:", f"{REPO}/host:")) and tag not in keep:
+                with contextlib.suppress(APIError):  # still used by a container
+                    client.images.remove(tag)
 
 
 def build_host(client: docker.DockerClient) -> str:
@@ -140,7 +160,7 @@ def remove_all(client: docker.DockerClient) -> list[str]:
     removed = []
     for image in client.images.list():
         for tag in image.tags:
-            if tag.startswith((f"{REPO}/", "pynomaly:")):
+            if tag.startswith((f"{REPO}/base:", f"{REPO}/host:", "pynomaly:")):
                 client.images.remove(tag, force=True)
                 removed.append(tag)
     return removed

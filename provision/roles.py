@@ -35,7 +35,7 @@ def context(h: Host, st: State) -> dict[str, str]:
     """Template values for host ``h`` (secrets upper-cased: db_password -> DB_PASSWORD)."""
     ctx = {name.upper(): value for name, value in st.secrets().items()}
     ctx.update(
-        HOST=h.name, IP=h.ip, DEPLOYMENT_NET=DEPLOYMENT_NET, PUBLIC_NAME=PUBLIC_NAME,
+        HOST=h.name, IP=h.ip, ROLES=" ".join(h.roles), DEPLOYMENT_NET=DEPLOYMENT_NET, PUBLIC_NAME=PUBLIC_NAME,
         WEB_IP=host("web1").ip, PRIMARY_IP=host("db1").ip, REPLICA_IP=host("db2").ip,
         DB_HOST="db1", REDIS_HOST="cache1",
     )
@@ -119,7 +119,12 @@ def _web(h: Host, st: State, ctx: dict) -> list[File | Dir]:
         File("/opt/pynomaly/static/app.css", _tpl("web/app.css", ctx), 0o750, app),
         File("/opt/pynomaly/.env.production", _tpl("web/env.production", ctx), 0o600, app),
         File("/opt/pynomaly/start_production.sh", _tpl("web/start_production.sh", ctx), 0o750, app),
+        File("/opt/pynomaly/docker-compose.prod.yml", _tpl("web/docker-compose.prod.yml", ctx),
+             0o750, app),
         File("/opt/pynomaly/scripts/backup_app.sh", _tpl("web/backup_app.sh", ctx), 0o750, app),
+        *(File(f"/opt/pynomaly/scripts/{name}", _tpl(f"web/{name}", ctx), 0o750, app)
+          for name in ("daily_maintenance.sh", "weekly_maintenance.sh", "monthly_maintenance.sh",
+                       "audit_api_keys.py")),
         File("/etc/logrotate.d/pynomaly", _tpl("web/logrotate-pynomaly", ctx)),
         File("/etc/pynomaly/crontab", _tpl("web/crontab", ctx)),
         File("/etc/prometheus/prometheus.yml", _tpl("web/prometheus.yml", ctx)),

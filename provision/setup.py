@@ -15,6 +15,8 @@ from .topology import (
     COMPOSE_PROJECT,
     HOSTS,
     LABEL,
+    LOG_DIR,
+    LOG_VOLUME,
     app_container_name,
     host,
     hosts_with,
@@ -162,6 +164,7 @@ def apps(client: docker.DockerClient, st: State, app_image: str | None) -> list[
                     "com.docker.compose.container-number": str(n),
                     "com.docker.compose.oneoff": "False"},
             restart_policy={"Name": "on-failure", "MaximumRetryCount": 3},
+            volumes={LOG_VOLUME: {"bind": LOG_DIR, "mode": "rw"}},
         )
         # The first instance runs the migrations alone; the others start after it.
         _wait_app(client, web1, name, port, timeout=120 if n == 1 else 90)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import pki
 from .topology import HOSTS, PUBLIC_NAME
+from .ui import register_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".state"
@@ -75,6 +76,7 @@ class State:
             path = self.secrets_dir / name
             if not path.exists():
                 pki.write_private(path, _new_secret(name).encode())
+        self.secrets()  # registers the values for masking
 
     def host_key_path(self, host: str) -> Path:
         return self.ssh / "hosts" / host / "ssh_host_ed25519_key"
@@ -110,7 +112,9 @@ class State:
         return (self.secrets_dir / name).read_text().strip()
 
     def secrets(self) -> dict[str, str]:
-        return {p.name: p.read_text().strip() for p in sorted(self.secrets_dir.iterdir())}
+        values = {p.name: p.read_text().strip() for p in sorted(self.secrets_dir.iterdir())}
+        register_secrets(v for k, v in values.items() if k != "app_username")
+        return values
 
     def exists(self) -> bool:
         return self.deployment_json.exists()

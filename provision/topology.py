@@ -16,6 +16,9 @@ COMPOSE_PROJECT = "pynomaly"
 APP_SERVICE = "pynomaly-app"
 APP_PORTS = (8000, 8001, 8002)
 CLUSTER_PORTS = (7000, 7001)
+# Docker volume shared by web1 and the app instances: /var/log/pynomaly.
+LOG_VOLUME = f"{COMPOSE_PROJECT}_pynomaly-logs"
+LOG_DIR = "/var/log/pynomaly"
 
 # Services every host runs, in start order (init.d names).
 COMMON_SERVICES = ("rsyslog", "ufw", "ssh", "cron", "fail2ban")

@@ -1,4 +1,4 @@
-"""Progress lines on stderr-free stdout, with elapsed time."""
+"""Progress lines with elapsed time, timed waits, and the one error type of the CLI."""
 
 from __future__ import annotations
 
@@ -8,8 +8,25 @@ import time
 _START = time.monotonic()
 
 
+_SECRETS: set[str] = set()
+
+
+def register_secrets(values) -> None:
+    """Remember secret values so that ``mask`` hides them in any message."""
+    _SECRETS.update(v for v in values if len(v) >= 6)
+
+
+def mask(text: str) -> str:
+    for value in _SECRETS:
+        text = text.replace(value, "***")
+    return text
+
+
 class ProvisionError(RuntimeError):
-    """A failure the CLI reports as one clear line (no traceback)."""
+    """A failure the CLI reports as one clear line (no traceback); secrets masked."""
+
+    def __init__(self, message: str):
+        super().__init__(mask(message))
 
 
 def step(message: str) -> None:

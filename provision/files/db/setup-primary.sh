@@ -34,6 +34,9 @@ GRANT pg_monitor TO postgres_exporter;
 
 -- streaming replication to db2
 ALTER ROLE replicator WITH LOGIN REPLICATION PASSWORD :'repl_password';
+
+-- the guide's slow-query query (Troubleshooting) runs in database postgres
+CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
 SQL
 
 psql_ -d pynomaly_prod <<'SQL'
