@@ -26,16 +26,26 @@ FACT_COMMANDS: dict[str, str] = {
     "compose": "(docker compose version --short 2>/dev/null || docker-compose version --short 2>/dev/null)",
 }
 
-FACTS_SCRIPT = "; ".join(f"echo '### {name}'; ({cmd}) 2>/dev/null" for name, cmd in FACT_COMMANDS.items())
+MARK = "### pynomaly-audit:"
+
+
+def gather_script(commands: dict[str, str]) -> str:
+    """One shell script that prints each command's output under a `### pynomaly-audit:NAME` line."""
+    return "; ".join(f"echo '{MARK}{name}'; ({cmd}) 2>/dev/null" for name, cmd in commands.items())
+
+
+def parse_sections(output: str, commands: dict[str, str]) -> dict[str, str]:
+    """name -> output (stripped) for every command; a command that printed nothing maps to ''."""
+    found: dict[str, list[str]] = {}
+    current = None
+    for line in output.splitlines():
+        if line.startswith(MARK) and line[len(MARK):].strip() in commands:
+            current = line[len(MARK):].strip()
+            found[current] = []
+        elif current is not None:
+            found[current].append(line)
+    return {name: "\n".join(found.get(name, [])).strip() for name in commands}
 
 
 def parse_facts(output: str) -> dict[str, str]:
-    facts: dict[str, list[str]] = {}
-    current = None
-    for line in output.splitlines():
-        if line.startswith("### ") and line[4:].strip() in FACT_COMMANDS:
-            current = line[4:].strip()
-            facts[current] = []
-        elif current is not None:
-            facts[current].append(line)
-    return {name: "\n".join(facts.get(name, [])).strip() for name in FACT_COMMANDS}
+    return parse_sections(output, FACT_COMMANDS)

@@ -184,10 +184,23 @@ class Server:
             return remote_host, remote_port
         return self.transport.forward(self.host_vars, remote_port, remote_host)
 
-    @cached_property
+    @property
     def facts(self) -> dict[str, str]:
-        """Everything the host-level checks read, gathered with ONE remote command."""
-        from audit.facts import FACTS_SCRIPT, parse_facts
+        """The prerequisite facts (audit/facts.py), gathered with ONE remote command."""
+        from audit.facts import FACT_COMMANDS
 
-        self.ensure_reachable()
-        return parse_facts(self.run(FACTS_SCRIPT, timeout=60).stdout)
+        return self.collect("facts", FACT_COMMANDS)
+
+    def collect(self, group: str, commands: dict[str, str], timeout: int = 60) -> dict[str, str]:
+        """Run a named group of commands in ONE round trip; name -> output (cached per run).
+
+        Each area module declares what it reads from a host as one such group, so that a host
+        is asked once per area however many checks read it.
+        """
+        from audit.facts import gather_script, parse_sections
+
+        cache = self.__dict__.setdefault("_collected", {})
+        if group not in cache:
+            self.ensure_reachable()
+            cache[group] = parse_sections(self.run(gather_script(commands), timeout=timeout).stdout, commands)
+        return cache[group]

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from audit.facts import FACT_COMMANDS, parse_facts
+from audit.facts import FACT_COMMANDS, MARK, parse_facts
 from checks import test_prerequisites as prereq
 
 
@@ -36,5 +36,5 @@ def test_os_release_parsing():
 
 
 def test_facts_sections_split_and_missing_ones_are_empty():
-    facts = parse_facts("### nproc\n8\n### python\nPython 3.11.2\n")
+    facts = parse_facts(f"{MARK}nproc\n8\n{MARK}python\nPython 3.11.2\n")
     assert facts["nproc"] == "8" and facts["python"] == "Python 3.11.2" and facts["redis"] == ""
