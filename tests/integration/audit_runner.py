@@ -81,9 +81,7 @@ def _find_group(children: dict, name: str) -> dict | None:
 def _absolutise(node: Any, base: Path) -> None:
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in PATH_VARS and isinstance(value, str):
-                node[key] = str((base / value).resolve())
-            elif key == "file" and isinstance(value, str):
+            if key in PATH_VARS and isinstance(value, str) or key == "file" and isinstance(value, str):
                 node[key] = str((base / value).resolve())
             else:
                 _absolutise(value, base)

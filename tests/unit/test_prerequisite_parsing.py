@@ -32,9 +32,12 @@ def test_memory_and_disk_parsing():
 
 def test_os_release_parsing():
     release = prereq.os_release('NAME="Ubuntu"\nID=ubuntu\nVERSION_ID="22.04"\n')
-    assert release["ID"] == "ubuntu" and release["VERSION_ID"] == "22.04"
+    assert release["ID"] == "ubuntu"
+    assert release["VERSION_ID"] == "22.04"
 
 
 def test_facts_sections_split_and_missing_ones_are_empty():
     facts = parse_facts(f"{MARK}nproc\n8\n{MARK}python\nPython 3.11.2\n")
-    assert facts["nproc"] == "8" and facts["python"] == "Python 3.11.2" and facts["redis"] == ""
+    assert facts["nproc"] == "8"
+    assert facts["python"] == "Python 3.11.2"
+    assert facts["redis"] == ""

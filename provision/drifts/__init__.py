@@ -1,0 +1,183 @@
+"""Drift registry: break one requirement on the running deployment, and heal it.
+
+Each drift names the requirement ids (checks/requirements.yml) whose checks must
+turn red while it is applied, and nothing else may. Applied drifts are recorded
+in .state/deployment.json; `heal` reverts them in reverse order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .. import containers, docker_engine
+from ..state import ROOT, State
+from ..ui import ProvisionError, step
+
+CATALOGUE = ROOT / "checks" / "requirements.yml"
+BACKUPS = "/var/lib/pynomaly-drift"  # inside the containers: originals of edited files
+
+
+class Ctx:
+    """What a drift needs: the Docker client and the state folder."""
+
+    def __init__(self, client, st: State):
+        self.client, self.st = client, st
+
+    def sh(self, host: str, cmd: str, env: dict | None = None) -> str:
+        return containers.run(self.client.containers.get(host), cmd, env=env)[1]
+
+    def redis(self, host: str, port: int, args: str) -> str:
+        return self.sh(host, f"redis-cli --no-auth-warning -p {port} {args}",
+                       env={"REDISCLI_AUTH": self.st.secret("redis_password")})
+
+    def psql(self, host: str, *sql: str) -> str:
+        cmds = " ".join(f'-c "{s}"' for s in sql)
+        return self.sh(host, f"runuser -u postgres -- psql -qtAX {cmds}")
+
+
+@dataclass(frozen=True)
+class Drift:
+    name: str
+    requirements: tuple[str, ...]
+    description: str
+    apply: Callable[[Ctx], None]
+    heal: Callable[[Ctx], None]
+
+
+def edit_file(host: str, path: str, sed: str, reload: str, name: str) -> tuple[Callable, Callable]:
+    """apply/heal pair: keep the original, edit it with ``sed``, run ``reload``; restore it."""
+    backup = f"{BACKUPS}/{name}"
+
+    def apply(ctx: Ctx) -> None:
+        ctx.sh(host, f"mkdir -p {BACKUPS} && cp -p {path} {backup} && sed -i {sed} {path}"
+                     f" && ! cmp -s {path} {backup}")
+        ctx.sh(host, reload)
+
+    def heal(ctx: Ctx) -> None:
+        ctx.sh(host, f"cp -p {backup} {path} && rm -f {backup}")
+        ctx.sh(host, reload)
+
+    return apply, heal
+
+
+NGINX_RELOAD = "nginx -t -q && service nginx reload >/dev/null"
+PROM_RELOAD = "kill -HUP $(cat /run/prometheus/prometheus.pid)"
+ENV_FILE = "/opt/pynomaly/.env.production"
+
+
+def _registry() -> tuple[Drift, ...]:
+    """Every area module's DRIFTS, in a stable order (one module per guide area)."""
+    from . import app, backups, edge, hardening, monitoring, network, postgres, redis
+
+    modules = (network, postgres, redis, edge, app, monitoring, hardening, backups)
+    drifts = tuple(d for m in modules for d in m.DRIFTS)
+    names = [d.name for d in drifts]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise ProvisionError(f"duplicate drift names: {', '.join(sorted(dupes))}")
+    return drifts
+
+
+def by_name(name: str) -> Drift:
+    for drift in _registry():
+        if drift.name == name:
+            return drift
+    known = ", ".join(d.name for d in _registry())
+    raise ProvisionError(f"unknown drift {name!r}; known: {known}")
+
+
+def catalogue_ids(path: Path = CATALOGUE) -> set[str] | None:
+    """Requirement ids of the catalogue, or None when it is not there."""
+    if not path.exists():
+        return None
+    return {r["id"] for r in yaml.safe_load(path.read_text())["requirements"]}
+
+
+def unknown_ids() -> dict[str, list[str]]:
+    """Drift name -> ids it names that the catalogue lacks (empty when all are known)."""
+    ids = catalogue_ids()
+    if ids is None:
+        return {}
+    bad = {d.name: [r for r in d.requirements if r not in ids] for d in _registry()}
+    return {k: v for k, v in bad.items() if v}
+
+
+def print_list() -> None:
+    width = max(len(d.name) for d in _registry())
+    for d in _registry():
+        print(f"{d.name:{width}}  {','.join(d.requirements)}  {d.description}")
+
+
+def _ctx() -> tuple[Ctx, State, dict]:
+    st = State()
+    record = st.load()
+    if not record:
+        raise ProvisionError("no deployment: run `python -m provision up` first")
+    client = docker_engine.client_or_none()
+    if client is None:
+        raise ProvisionError("no Docker engine answers")
+    return Ctx(client, st), st, record
+
+
+@contextlib.contextmanager
+def lock():
+    """Exclusive lock on the deployment for drift experiments (one drift at a time)."""
+    path = ROOT / ".state" / "drift.lock"
+    path.parent.mkdir(exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def applied(name: str):
+    """Apply one drift for the duration of a block (under the lock), then heal it."""
+    with lock():
+        apply(name)
+        try:
+            yield by_name(name)
+        finally:
+            heal()
+
+
+def apply(name: str) -> None:
+    drift = by_name(name)
+    ctx, st, record = _ctx()
+    applied = record.setdefault("drifts", [])
+    if name in applied:
+        step(f"drift {name} is already applied")
+        return
+    step(f"applying drift {name}: {drift.description}")
+    drift.apply(ctx)
+    applied.append(name)
+    st.save(record)
+    step(f"breaks: {', '.join(drift.requirements)}  (undo: python -m provision heal)")
+
+
+def heal() -> None:
+    ctx, st, record = _ctx()
+    applied = record.get("drifts", [])
+    if not applied:
+        step("no drift applied; nothing to heal")
+        return
+    for name in reversed(list(applied)):
+        step(f"healing {name}")
+        by_name(name).heal(ctx)
+        applied.remove(name)
+        st.save(record)
+    step("healed")
+
+
+def __getattr__(name: str):
+    if name == "REGISTRY":  # assembled lazily: the area modules import this module
+        return _registry()
+    raise AttributeError(name)
