@@ -32,9 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "up":
             if os.geteuid() != 0:
                 raise ProvisionError("`up` must run as root (it may install and start Docker)")
-            deploy.up()
+            with drifts.lock():  # not while a drift experiment runs
+                deploy.up()
         elif args.command == "down":
-            deploy.down(purge=args.purge)
+            with drifts.lock():
+                deploy.down(purge=args.purge)
         elif args.command == "status":
             return deploy.status()
         elif args.command == "drift":
