@@ -358,7 +358,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     ctx = config.stash.get(CONTEXT_KEY, None)
-    if ctx is None or ctx.inventory is None or is_worker(config):
+    if ctx is None or ctx.inventory is None:
+        return
+    alluredir = getattr(config.option, "allure_report_dir", None)
+    if alluredir and ctx.transport:  # every process: what it asked of each host (benchmarks read it)
+        stats_dir = Path(alluredir).parent / "transport-stats"
+        stats_dir.mkdir(parents=True, exist_ok=True)
+        (stats_dir / f"{os.getpid()}.json").write_text(json.dumps(ctx.transport.stats))
+    if is_worker(config):
         return
     for target in (getattr(config.option, "allure_report_dir", None), getattr(config.option, "xmlpath", None)):
         if target and Path(target).exists():

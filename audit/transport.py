@@ -84,6 +84,11 @@ class Transport:
         self.ssh_config = path
         self._lock = threading.Lock()
         self._forwards: dict[tuple[str, str, int], int] = {}
+        self.stats: dict[str, dict[str, int]] = {}  # host -> {"commands": n, "forwards": n}
+
+    def count(self, host: str, what: str) -> None:
+        entry = self.stats.setdefault(host, {"commands": 0, "forwards": 0})
+        entry[what] += 1
 
     def ssh(self, host: Host, *args: str, timeout: int = 20) -> subprocess.CompletedProcess:
         return subprocess.run(["ssh", "-F", self.ssh_config, *args, host.name],
@@ -98,6 +103,7 @@ class Transport:
             if key in self._forwards:
                 return "127.0.0.1", self._forwards[key]
             last = ""
+            self.count(host.name, "forwards")
             for _ in range(3):
                 port = _free_port()
                 proc = self.ssh(host, "-O", "forward", "-L", f"127.0.0.1:{port}:{remote_host}:{remote_port}")
@@ -167,6 +173,8 @@ class Server:
     def run(self, command: str, timeout: int = COMMAND_TIMEOUT):
         """Run a shell command on the host (bounded by `timeout` seconds on the host side)."""
         wrapped = f"timeout {int(timeout)} sh -c {shlex.quote(command)}"
+        if self.transport is not None:
+            self.transport.count(self.name, "commands")
         try:
             result = self.testinfra.run(wrapped)
         except RuntimeError as exc:  # testinfra's ssh backend: ssh itself failed (rc 255)
