@@ -96,6 +96,24 @@ def run_audit(inventory: Path | str, out_dir: Path, *args: str, timeout: int = 9
     cmd = [sys.executable, "-m", "pytest", f"--hosts={inventory}", f"--alluredir={out_dir / 'allure-results'}",
            f"--junitxml={out_dir / 'junit.xml'}", "-p", "no:cacheprovider", "-q", "-rfEs", *args]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+    assert_no_secret_leaked(out_dir, proc.stdout + proc.stderr)
     outcomes = out_dir / "outcomes.json"
     tests = json.loads(outcomes.read_text())["tests"] if outcomes.exists() else {}
     return AuditRun(proc.returncode, proc.stdout, proc.stderr, tests, out_dir)
+
+
+def state_secrets() -> dict[str, str]:
+    """The reference deployment's secret values (name -> value), from the state folder."""
+    folder = ROOT / ".state" / "secrets"
+    return {p.name: p.read_text().strip() for p in folder.glob("*") if p.is_file() and len(p.read_text().strip()) >= 6}
+
+
+def assert_no_secret_leaked(out_dir: Path, output: str) -> None:
+    """Every audit run in the integration tests is also a leak test: no secret value from the
+    state folder may appear in pytest's output or in any report file (names only in messages)."""
+    secrets = state_secrets()
+    for name, value in secrets.items():
+        assert value not in output, f"secret {name} appears in the audit's output"
+        for path in out_dir.rglob("*"):
+            if path.is_file() and value in path.read_text(errors="replace"):
+                raise AssertionError(f"secret {name} appears in report file {path}")

@@ -15,7 +15,8 @@ def pytest_collection_modifyitems(items):
 def deployment():
     """`python -m provision up` (idempotent: seconds when already up). Not torn down: a later
     session reuses it; `python -m provision down` removes it."""
-    from provision import deploy
+    from provision import deploy, drifts
 
-    deploy.up()
+    with drifts.lock():  # not while another process runs a drift experiment
+        deploy.up()
     return deploy

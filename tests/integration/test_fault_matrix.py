@@ -1,0 +1,149 @@
+"""The fault matrix: when parts of the deployment are down or refuse the auditor, the audit says
+so per host (could not audit, with host and cause), still audits the rest, exits with the code
+of the case, and never hangs. An expired certificate is non-compliance, not a failure to audit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from audit.outcomes import COULD_NOT_AUDIT, NON_COMPLIANT
+from provision import containers, docker_engine, drifts
+from provision.state import State
+from provision.topology import PUBLIC_NAME
+from tests.integration.audit_runner import ROOT, inventory_variant, run_audit
+
+BOUND_S = 120  # no fault may make an audit of a few modules take longer than this
+
+
+def sh(host: str, cmd: str) -> str:
+    client = docker_engine.client_or_none()
+    return containers.run(client.containers.get(host), cmd)[1]
+
+
+def need(module: str) -> str:
+    path = ROOT / "checks" / module
+    if not path.exists():
+        pytest.skip(f"{module} does not exist yet")
+    return f"checks/{module}"
+
+
+def timed(inventory, tmp_path, *args):
+    start = time.monotonic()
+    run = run_audit(inventory, tmp_path / "out", *args)
+    elapsed = time.monotonic() - start
+    assert elapsed < BOUND_S, f"the audit took {elapsed:.0f}s: something waited without a timeout"
+    return run
+
+
+def assert_errors_only_on(run, host: str, cause: str | None = None) -> None:
+    errors = run.by_outcome("error")
+    assert errors, run.explain()
+    assert {t["host"] for t in errors.values()} == {host}, run.explain()
+    text = run.stdout
+    assert f"could not audit: {host}" in text or host in text
+    if cause:
+        assert cause in text, run.explain()
+
+
+@contextlib.contextmanager
+def fault(apply, heal):
+    with drifts.lock():
+        apply()
+        try:
+            yield
+        finally:
+            heal()
+
+
+def test_stopped_host_errors_for_that_host_only(deployment, tmp_path):
+    client = docker_engine.client_or_none()
+    with fault(lambda: client.containers.get("cache3").stop(timeout=5),
+               lambda: (client.containers.get("cache3").start(), deployment.up())):
+        run = timed("local", tmp_path, "checks/test_prerequisites.py")
+    assert run.exit_code == COULD_NOT_AUDIT, run.explain()
+    assert_errors_only_on(run, "cache3")
+    assert {t["host"] for t in run.by_outcome("passed").values()} >= {"web1", "db1", "db2", "cache1", "cache2"}
+
+
+def test_refused_key_errors_for_that_host_only(deployment, tmp_path):
+    key = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    inv = inventory_variant(tmp_path, hosts={"db_replica": {"db2": {"ansible_host": "127.77.0.22",
+                                                                    "ansible_ssh_private_key_file": str(key)}}})
+    run = timed(inv, tmp_path, "checks/test_prerequisites.py")
+    assert run.exit_code == COULD_NOT_AUDIT, run.explain()
+    assert_errors_only_on(run, "db2", cause="Permission denied")
+
+
+def test_postgresql_down_is_could_not_audit_for_that_host(deployment, tmp_path):
+    module = need("test_postgres.py")
+    with fault(lambda: sh("db2", "service postgresql stop"), lambda: (sh("db2", "service postgresql start"),
+                                                                       deployment.up())):
+        run = timed("local", tmp_path, module)
+    errors = run.by_outcome("error")
+    assert errors and {t["host"] for t in errors.values()} <= {"db2"}, run.explain()
+    # the primary still audits; a replica that does not stream is non-compliance seen from there
+    assert any(t["host"] == "db1" and t["outcome"] in ("passed", "failed") for t in run.tests.values())
+    assert run.exit_code in (NON_COMPLIANT, COULD_NOT_AUDIT)
+
+
+def test_redis_down_is_could_not_audit_for_that_host(deployment, tmp_path):
+    module = need("test_redis.py")
+    with fault(lambda: sh("cache1", "service redis-server stop"), lambda: sh("cache1", "service redis-server start")):
+        run = timed("local", tmp_path, module)
+    errors = run.by_outcome("error")
+    assert errors and {t["host"] for t in errors.values()} == {"cache1"}, run.explain()
+    cluster = [t for n, t in run.tests.items() if "cluster" in n.lower() and t["outcome"] == "passed"]
+    assert cluster, "the Redis Cluster checks still audit while standalone Redis is down"
+
+
+def _expired_cert(st: State) -> tuple[bytes, bytes]:
+    ca_cert = x509.load_pem_x509_certificate(st.ca.read_bytes())
+    ca_key = serialization.load_pem_private_key(st.ca_key.read_bytes(), password=None)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, PUBLIC_NAME)]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=120)).not_valid_after(now - dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(PUBLIC_NAME)]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption())
+    return cert.public_bytes(serialization.Encoding.PEM) + st.ca.read_bytes(), pem_key
+
+
+def test_expired_certificate_is_non_compliance(deployment, tmp_path):
+    module = need("test_tls.py")
+    live = f"/etc/letsencrypt/live/{PUBLIC_NAME}"
+    chain, key = _expired_cert(State())
+    staging = Path(tmp_path)
+    (staging / "fullchain.pem").write_bytes(chain)
+    (staging / "privkey.pem").write_bytes(key)
+
+    def apply():
+        sh("web1", f"cp -p {live}/fullchain.pem /root/fullchain.pem.orig && cp -p {live}/privkey.pem /root/privkey.pem.orig")
+        for name in ("fullchain.pem", "privkey.pem"):
+            subprocess.run(["docker", "cp", str(staging / name), f"web1:{live}/{name}"], check=True)
+        sh("web1", "nginx -t -q && service nginx reload")
+
+    def heal():
+        sh("web1", f"cp -p /root/fullchain.pem.orig {live}/fullchain.pem && cp -p /root/privkey.pem.orig {live}/privkey.pem"
+                   " && rm -f /root/*.pem.orig && service nginx reload")
+
+    with fault(apply, heal):
+        run = timed("local", tmp_path, module)
+    assert run.exit_code == NON_COMPLIANT, run.explain()
+    assert not run.by_outcome("error"), run.explain()
+    assert "CHK-CERT-VALIDITY" in run.red_requirements() or "TLS-CERT-TRUSTED" in run.red_requirements()
