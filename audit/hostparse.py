@@ -11,6 +11,11 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+# The inventory roles of the deployment's servers ("every host" in the guide): the `docker` role
+# names the engine that runs the app containers, audited by the prerequisites only.
+SERVER_ROLES = ("web", "app", "monitoring", "db_primary", "db_replica", "redis", "redis_cluster",
+                "backup_db", "backup_app")
+
 # ---------------------------------------------------------------- ufw
 
 
@@ -55,6 +60,23 @@ def port_matches(to: str, port: int, proto: str = "tcp") -> bool:
         if lo.isdigit() and int(lo) <= port <= int(hi or lo):
             return True
     return False
+
+
+def rule_ports(to: str, limit: int = 4096) -> set[int] | None:
+    """The ports a ufw 'To' field opens; None for "Anywhere" or a range too wide to list."""
+    to = to.split(" (v6)")[0].strip()
+    if to.lower().startswith("anywhere"):
+        return None
+    spec = to.partition("/")[0].split()[-1]
+    ports: set[int] = set()
+    for part in spec.split(","):
+        lo, _, hi = part.partition(":")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            return None
+        if int(hi or lo) - int(lo) > limit:
+            return None
+        ports |= set(range(int(lo), int(hi or lo) + 1))
+    return ports
 
 
 def parse_ufw_status(text: str) -> UfwStatus:

@@ -43,6 +43,9 @@ def public_session(resolve: dict[str, str] | None, ca_bundle: str | None) -> req
     session.mount("http://", adapter)
     if ca_bundle:
         session.verify = ca_bundle
+    # REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE and proxy variables would override the inventory's CA
+    # bundle and send loopback traffic elsewhere: the environment does not apply here.
+    session.trust_env = False
     session.headers["User-Agent"] = "pynomaly-audit"
     return session
 

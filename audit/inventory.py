@@ -42,6 +42,22 @@ class Endpoint(BaseModel):
     via: str | None = None
 
 
+class LoadProfile(BaseModel):
+    """`audit_load`: the declared load of the opt-in load checks (loadtests/); safe small defaults.
+
+    One client IP sends all of it: keep `users / wait_min` under NGINX's per-client API limit."""
+
+    model_config = ConfigDict(extra="forbid")
+    users: int = Field(default=6, ge=1, le=500)
+    spawn_rate: float = Field(default=3, gt=0, le=50)
+    run_time: int = Field(default=20, ge=5, le=300)          # seconds; every run stops by itself
+    max_requests: int = Field(default=1500, ge=10, le=100000)  # hard cap on requests per run
+    wait: tuple[float, float] = (0.5, 1.5)                  # seconds between a user's tasks
+    weights: dict[Literal["anonymous", "api", "static"], int] = {"anonymous": 1, "api": 1, "static": 1}
+    users_per_process: int = Field(default=50, ge=1)         # above: distributed (master + workers)
+    api_rate_limit: float = Field(default=10, gt=0)          # NGINX limit_req on /api/, r/s per client
+
+
 class HostVars(BaseModel):
     """The variables the suite reads; other Ansible variables are allowed and ignored."""
 
@@ -69,6 +85,7 @@ class HostVars(BaseModel):
     audit_app_instances: int | None = Field(default=None, ge=1)
     audit_deploy_repo: str | None = None
     audit_settings: dict[str, Any] | None = None
+    audit_load: LoadProfile | None = None
 
     @field_validator("audit_secrets", mode="before")
     @classmethod

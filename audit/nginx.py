@@ -9,6 +9,7 @@ runs. A dump of the files read with `cat` (when `nginx -t` fails) has the same m
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import re
 import tempfile
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 import crossplane
 
 MARKER = re.compile(r"^# configuration file (.+?):\s*$", re.M)
+NOISE = re.compile(r"^nginx: (?:the )?configuration file \S+ (?:syntax is ok|test is successful)\n?", re.M)
 MAIN = "/etc/nginx/nginx.conf"
 
 # Remote commands: the dump, or the files on disk (one level of includes) when the test fails.
@@ -27,10 +29,36 @@ DUMP_COMMAND = (
     "done; done)"
 )
 TEST_COMMAND = "nginx -t 2>&1; echo \"exit=$?\""
+# What the NGINX and TLS checks read from a web host, in one round trip (shared group).
+COMMANDS = {
+    "test": TEST_COMMAND,
+    "dump": DUMP_COMMAND,
+    "workers": "ps -o user=,args= -C nginx",
+    "log_fds": "for p in $(pgrep -x nginx); do ls -l /proc/$p/fd 2>/dev/null; done"
+               " | grep -o '/var/log/nginx/[^ ]*' | sort -u",
+    "crontab": "crontab -l -u root 2>/dev/null",
+    "certbot_nginx": "dpkg-query -W -f='${Status} ${Version}\\n' python3-certbot-nginx 2>/dev/null"
+                     " || rpm -q python3-certbot-nginx 2>/dev/null",
+}
+
+
+def read(server) -> dict[str, str]:
+    """The web host's NGINX facts (one round trip per host and run, shared by both modules)."""
+    return server.collect("nginx", COMMANDS)
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(text: str) -> NginxConfig:
+    return parse_dump(text)
+
+
+def effective_config(server) -> NginxConfig:
+    return _parsed(read(server)["dump"])
 
 
 def split_dump(text: str) -> dict[str, str]:
     """path -> file text, in dump order."""
+    text = NOISE.sub("", text)  # nginx -t's own lines, when stderr was captured too
     parts = MARKER.split(text)
     return {parts[i].strip(): parts[i + 1] for i in range(1, len(parts) - 1, 2)}
 
@@ -106,6 +134,7 @@ def _convert(items: list[dict], file: str, files: dict[str, dict], seen: tuple[s
     out: list[Directive] = []
     for item in items:
         if item["directive"] == "include" and item["args"]:
+            out.append(Directive("include", list(item["args"]), None, file, item.get("line", 0)))
             pattern = item["args"][0]
             if not pattern.startswith("/"):
                 pattern = os.path.join(os.path.dirname(MAIN), pattern)

@@ -174,8 +174,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                          indirect=True, scope="function")
 
 
+OPT_IN = ("load", "burst", "writes")
+
+
+def _deselect_opt_in(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Checks marked load/burst/writes run only when `-m` names their marker."""
+    markexpr = config.getoption("markexpr", default="") or ""
+    dropped = [i for i in items if any(i.get_closest_marker(m) and m not in markexpr for m in OPT_IN)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        gone = {id(i) for i in dropped}
+        items[:] = [i for i in items if id(i) not in gone]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     ctx = ctx_of(config)
+    _deselect_opt_in(config, items)
     unknown = sorted({(item.nodeid, r) for item in items for r in requirement_ids(item)
                       if r not in ctx.catalogue.by_id})
     if unknown:

@@ -90,7 +90,8 @@ def docker_client(inventory: Inventory):
         if url in _docker:
             return _docker[url]
     try:
-        client = docker.DockerClient(base_url=url, timeout=30)
+        kwargs = {"use_ssh_client": True} if url.startswith("ssh://") else {}
+        client = docker.DockerClient(base_url=url, timeout=30, **kwargs)
         client.ping()
     except Exception as exc:  # noqa: BLE001 - any engine failure means: could not audit
         raise HostUnreachable(f"Docker engine {url}: {exc}") from None
@@ -108,3 +109,11 @@ def app_containers(client, all_states: bool = False) -> list:
     found = client.containers.list(all=all_states, filters={"label": f"{APP_SERVICE_LABEL}={APP_SERVICE}"})
     return sorted(found, key=lambda c: (int(c.labels.get("com.docker.compose.container-number", 0) or 0),
                                         c.name))
+
+
+def forget_postgres(server: Server, dbname: str = DATABASE) -> None:
+    """Drop a broken connection so that the next check reconnects."""
+    with _lock:
+        conn = _pg.pop((server.name, dbname), None)
+    if conn is not None:
+        conn.close()

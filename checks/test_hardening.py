@@ -10,7 +10,15 @@ from __future__ import annotations
 import pytest
 
 from audit.evidence import attach, compare, mask_assignments
-from audit.hostparse import apt_index_files, apt_pending, fail2ban_jails, fail2ban_values, ini_sections
+from audit.hostparse import (
+    SERVER_ROLES,
+    apt_index_files,
+    apt_pending,
+    fail2ban_jails,
+    fail2ban_values,
+    ini_sections,
+)
+from audit.marks import per_requirement
 
 PACKAGES = ("fail2ban", "aide", "rkhunter", "unattended-upgrades")
 JAILS = ("sshd", "nginx-http-auth")
@@ -18,6 +26,8 @@ JAIL_KEYS = ("bantime", "findtime", "maxretry", "logpath")
 APP_DIR = "/opt/pynomaly"
 ENV_FILE = "/opt/pynomaly/.env.production"
 PG_FILES = ("SHOW config_file", "SHOW hba_file")
+
+EVERY_SERVER = pytest.mark.roles(*SERVER_ROLES)  # "every host": the servers, not the Docker engine
 
 
 def hardening_commands(roles) -> dict[str, str]:
@@ -35,7 +45,8 @@ def hardening_commands(roles) -> dict[str, str]:
         "aide_db": "stat -c '%n %s' /var/lib/aide/aide.db 2>&1",
         "unattended": "unattended-upgrade --dry-run >/dev/null 2>&1; echo rc=$?",
         "apt_lists": "ls /var/lib/apt/lists 2>/dev/null",
-        "apt_simulate": "apt-get -s -o Debug::NoLocking=1 dist-upgrade 2>&1 | grep '^Inst' || true",
+        "apt_simulate": "out=$(apt-get -s -o Debug::NoLocking=1 dist-upgrade 2>&1); rc=$?; "
+                        "printf '%s\\n' \"$out\" | grep -E '^(Inst|E:|W:)'; echo rc=$rc",
     }
     if "app" in roles:
         cmds |= {
@@ -73,6 +84,7 @@ def _installed(server, package: str) -> None:
 # ---------------------------------------------------------------- fail2ban
 
 
+@EVERY_SERVER
 @pytest.mark.requirement("SEC-FAIL2BAN-RUNNING")
 def test_fail2ban_is_installed_and_running(server):
     """"sudo apt install fail2ban ufw aide rkhunter" - and the daemon answers (fail2ban-client ping)."""
@@ -82,6 +94,7 @@ def test_fail2ban_is_installed_and_running(server):
     assert "pong" in ping, f"{server.name}: fail2ban is not running ({ping.strip()})"
 
 
+@EVERY_SERVER
 @pytest.mark.requirement("SEC-FAIL2BAN-DEFAULTS")
 def test_fail2ban_defaults(server, expected):
     """"[DEFAULT] bantime = 3600, findtime = 600, maxretry = 3" in /etc/fail2ban/jail.local."""
@@ -112,6 +125,7 @@ def _jail_check(server, jail: str, want: dict) -> None:
     assert not wrong, f"{server.name}: jail {jail} differs from the guide: {wrong} (guide: {want})"
 
 
+@EVERY_SERVER
 @pytest.mark.requirement("SEC-FAIL2BAN-SSHD-JAIL")
 def test_fail2ban_sshd_jail(server, expected):
     """"[sshd] enabled = true, port = ssh, filter = sshd, logpath = /var/log/auth.log, maxretry = 3"."""
@@ -129,12 +143,14 @@ def test_fail2ban_nginx_http_auth_jail(server, expected):
 # ---------------------------------------------------------------- AIDE, rkhunter, upgrades
 
 
+@EVERY_SERVER
 @pytest.mark.requirement("SEC-AIDE-INSTALLED")
 def test_aide_is_installed(server):
     """"sudo apt install fail2ban ufw aide rkhunter"."""
     _installed(server, "aide")
 
 
+@EVERY_SERVER
 @pytest.mark.requirement("SEC-AIDE-DB-INITIALISED")
 def test_aide_database_is_initialised(server, expected):
     """AIDE needs its baseline (aide --init) before any integrity check can run."""
@@ -147,12 +163,14 @@ def test_aide_database_is_initialised(server, expected):
     assert size > 0, f"{server.name}: AIDE database {path} is missing or empty ({seen})"
 
 
+@EVERY_SERVER
 @pytest.mark.requirement("SEC-RKHUNTER-INSTALLED")
 def test_rkhunter_is_installed(server):
     """"sudo apt install fail2ban ufw aide rkhunter"."""
     _installed(server, "rkhunter")
 
 
+@EVERY_SERVER
 @pytest.mark.requirement("SEC-UNATTENDED-UPGRADES")
 def test_unattended_upgrades(server):
     """Monthly tasks: "sudo unattended-upgrade --dry-run" - installed, and the dry run succeeds."""
@@ -172,11 +190,14 @@ def pending_upgrades(server):
     if not index:
         raise RuntimeError(f"{server.name}: no apt package index in /var/lib/apt/lists: cannot tell "
                            "which upgrades are pending (apt update has never run)")
+    attach("apt-get -s dist-upgrade (Inst lines)", data["apt_simulate"])
+    if not data["apt_simulate"].rstrip().endswith("rc=0"):
+        raise RuntimeError(f"{server.name}: apt-get -s dist-upgrade failed: {data['apt_simulate'][-300:]}")
     pending = apt_pending(data["apt_simulate"])
-    attach("apt-get -s dist-upgrade (Inst lines)", data["apt_simulate"] or "nothing to upgrade")
     return pending
 
 
+@EVERY_SERVER
 @pytest.mark.requirement("SEC-SYSTEM-UPGRADED")
 def test_system_is_upgraded(server, expected):
     """"sudo apt update && sudo apt upgrade -y": no package is left upgradable."""
@@ -238,10 +259,7 @@ def test_env_file_mode(server, expected):
 
 
 @pytest.mark.roles("db_primary", "db_replica")
-@pytest.mark.parametrize("req_id", [pytest.param("SEC-PG-CONF-MODE", marks=pytest.mark.requirement("SEC-PG-CONF-MODE"),
-                                                 id="SEC-PG-CONF-MODE"),
-                                    pytest.param("SEC-PG-HBA-MODE", marks=pytest.mark.requirement("SEC-PG-HBA-MODE"),
-                                                 id="SEC-PG-HBA-MODE")])
+@per_requirement("SEC-PG-CONF-MODE", "SEC-PG-HBA-MODE")
 def test_postgresql_file_mode(server, expected, req_id):
     """"sudo chmod 600 /var/lib/postgresql/14/main/postgresql.conf" and "... pg_hba.conf": the files
     the running server uses (SHOW config_file / hba_file)."""

@@ -21,6 +21,8 @@ def _parser() -> argparse.ArgumentParser:
     drift.add_argument("name", nargs="?", help="drift name (see --list)")
     drift.add_argument("--list", action="store_true", help="print NAME  REQ-IDS  description")
     sub.add_parser("heal", help="revert every applied drift")
+    scale = sub.add_parser("scale", help="run N app instances (upstream, Prometheus targets follow)")
+    scale.add_argument("count", type=int)
     return p
 
 
@@ -46,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
             drifts.apply(args.name)
         elif args.command == "heal":
             drifts.heal()
+        elif args.command == "scale":
+            from . import scale
+
+            with drifts.lock():
+                scale.scale(args.count)
     except ProvisionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

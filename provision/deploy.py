@@ -8,10 +8,9 @@ import time
 import docker
 from docker.errors import APIError, NotFound
 
-from . import containers, docker_engine, health, images, roles, setup
+from . import containers, docker_engine, health, images, roles, scale, setup
 from .state import State
 from .topology import (
-    APP_PORTS,
     GATEWAY,
     HOSTS,
     LABEL,
@@ -22,6 +21,8 @@ from .topology import (
     PUBLIC_URL,
     SUBNET,
     app_container_name,
+    app_count,
+    app_ports,
     host,
 )
 from .ui import step
@@ -46,6 +47,21 @@ def ensure_volume(client: docker.DockerClient) -> None:
         client.volumes.get(LOG_VOLUME)
     except NotFound:
         client.volumes.create(LOG_VOLUME, labels={LABEL: "1"})
+
+
+DEPLOY_REPO = "deploy-repo"  # provision/files/deploy-repo -> .state/deploy-repo (audit_deploy_repo)
+
+
+def install_deploy_repo(st: State) -> None:
+    """A fresh copy of the deployment repository (workflow + deploy.sh) for the CI/CD checks;
+    drifts edit the copy, never the committed files."""
+    import shutil
+
+    from .render import FILES
+
+    target = st.root / DEPLOY_REPO
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(FILES / DEPLOY_REPO, target)
 
 
 def _remove_containers(client: docker.DockerClient) -> list[str]:
@@ -91,6 +107,7 @@ def _provision(client, st: State, app_image: str | None) -> None:
     setup.web(client)
     setup.apps(client, st, app_image)
     setup.backups(client)
+    setup.vacuum(client)
     setup.aide(client)
 
 
@@ -103,7 +120,7 @@ def _deployment_record(client, st: State, host_image: str, app_image: str | None
                          "container": client.containers.get(h.name).id}
     apps = [{"name": app_container_name(n), "port": port,
              "container": client.containers.get(app_container_name(n)).id}
-            for n, port in enumerate(APP_PORTS, 1)]
+            for n, port in enumerate(app_ports(), 1)]
     return {
         "created_at": old.get("created_at") or dt.datetime.now(dt.UTC).isoformat(),
         "network": {"name": NETWORK, "subnet": SUBNET, "gateway": GATEWAY},
@@ -113,6 +130,7 @@ def _deployment_record(client, st: State, host_image: str, app_image: str | None
         "hosts": hosts,
         "apps": apps,
         "drifts": old.get("drifts", []),
+        "app_instances": len(apps),
     }
 
 
@@ -122,6 +140,7 @@ def up() -> None:
     client = docker_engine.ensure_engine()
     st = State()
     st.ensure()
+    install_deploy_repo(st)
     host_image = images.build_host(client)
     app_image = images.build_app(client)
     ensure_network(client)
@@ -142,6 +161,8 @@ def up() -> None:
         _create_hosts(client, st, host_image)
         _provision(client, st, app_image)
     setup.apps(client, st, app_image)  # no-op when the instances are current
+    scale.configure(client, app_count())  # upstream/targets/replicas follow `scale N` (no-op at 3)
+    setup.apt_index(client)  # no-op when the hosts have it
     health.wait_healthy(client, st)
     record = _deployment_record(client, st, host_image, app_image)
     old = st.load()
@@ -216,7 +237,7 @@ def status() -> int:
             print(f"    {svc:30} {'running' if ok else 'stopped'}")
             down += not ok
     print("apps")
-    for n, port in enumerate(APP_PORTS, 1):
+    for n, port in enumerate(app_ports(), 1):
         c = containers.get(client, app_container_name(n))
         state = c.status if c is not None else "missing"
         print(f"    {app_container_name(n):30} {state} (port {port})")

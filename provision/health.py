@@ -8,7 +8,7 @@ import docker
 
 from . import containers
 from .state import State
-from .topology import APP_PORTS, CLUSTER_PORTS, HOSTS, PUBLIC_NAME, Host, app_container_name
+from .topology import CLUSTER_PORTS, HOSTS, PUBLIC_NAME, Host, app_container_name, app_ports
 from .ui import ProvisionError, step, wait_for
 
 CA_IN_WEB = f"/etc/letsencrypt/live/{PUBLIC_NAME}/chain.pem"
@@ -47,7 +47,7 @@ def probes(h: Host) -> dict[str, str]:
         checks["prometheus is ready"] = "curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:9090/-/ready"
         checks["alertmanager is ready"] = "curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:9093/-/ready"
     if h.has("app"):
-        for n, port in enumerate(APP_PORTS, 1):
+        for n, port in enumerate(app_ports(), 1):
             checks[f"{app_container_name(n)} answers /health on {port}"] = (
                 f"curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:{port}/health")
     return checks
@@ -82,7 +82,7 @@ def problems(client: docker.DockerClient, st: State, with_apps: bool = True) -> 
 def app_problems(client: docker.DockerClient) -> list[str]:
     """App containers that are not running or whose Docker HEALTHCHECK is not healthy."""
     found = []
-    for n, _ in enumerate(APP_PORTS, 1):
+    for n, _ in enumerate(app_ports(), 1):
         name = app_container_name(n)
         c = containers.get(client, name)
         if c is None:

@@ -9,7 +9,6 @@ import docker
 from . import containers, images
 from .state import State
 from .topology import (
-    APP_PORTS,
     APP_SERVICE,
     CLUSTER_PORTS,
     COMPOSE_PROJECT,
@@ -18,6 +17,7 @@ from .topology import (
     LOG_DIR,
     LOG_VOLUME,
     app_container_name,
+    app_ports,
     host,
     hosts_with,
 )
@@ -139,15 +139,17 @@ def app_is_current(container, image_id: str, web1_id: str) -> bool:
             and container.attrs["HostConfig"]["NetworkMode"] == f"container:{web1_id}")
 
 
-def apps(client: docker.DockerClient, st: State, app_image: str | None) -> list[str]:
-    """Run the three app instances in web1's network namespace; seed the login user."""
+def apps(client: docker.DockerClient, st: State, app_image: str | None,
+         extra_env: dict[str, dict] | None = None) -> list[str]:
+    """Run the app instances (3, or as scaled) in web1's network namespace; seed the login user.
+    Instances beyond the count are removed; ``extra_env`` (name -> env) is for drifts."""
     if app_image is None:
         # TODO(provision/app): build_image() not available yet -> no app instances.
         raise ProvisionError("provision.app.build_image is missing: cannot start the app")
     web1 = client.containers.get("web1")
     image_id = client.images.get(app_image).id
     names = []
-    for n, port in enumerate(APP_PORTS, 1):
+    for n, port in enumerate(app_ports(), 1):
         name = app_container_name(n)
         names.append(name)
         existing = containers.get(client, name)
@@ -158,7 +160,7 @@ def apps(client: docker.DockerClient, st: State, app_image: str | None) -> list[
         step(f"web1: starting {name} on 127.0.0.1:{port}")
         client.containers.run(
             app_image, name=name, detach=True, network_mode=f"container:{web1.id}",
-            environment=app_env(st, port),
+            environment={**app_env(st, port), **(extra_env or {}).get(name, {})},
             labels={LABEL: "1", "com.docker.compose.project": COMPOSE_PROJECT,
                     "com.docker.compose.service": APP_SERVICE,
                     "com.docker.compose.container-number": str(n),
@@ -170,6 +172,10 @@ def apps(client: docker.DockerClient, st: State, app_image: str | None) -> list[
         _wait_app(client, web1, name, port, timeout=120 if n == 1 else 90)
         if n == 1:
             _after_migrations(client, st, name)
+    for c in client.containers.list(all=True, filters={"label": f"com.docker.compose.service={APP_SERVICE}"}):
+        if c.name not in names and c.labels.get(LABEL):
+            step(f"web1: removing {c.name} (scaled in)")
+            c.remove(force=True)
     return names
 
 
@@ -215,10 +221,50 @@ def backups(client: docker.DockerClient) -> None:
     containers.run(client.containers.get("web1"), "/opt/pynomaly/scripts/backup_app.sh")
 
 
+def vacuum(client: docker.DockerClient) -> None:
+    """The monthly task's VACUUM ANALYZE once, so a fresh database has table statistics."""
+    step("web1: VACUUM ANALYZE of pynomaly_prod (the monthly maintenance task, once)")
+    containers.run(client.containers.get("web1"), "set -a; . /opt/pynomaly/.env.production; "
+                   "psql \"$DATABASE_URL\" -qc 'VACUUM ANALYZE;'")
+
+
 def aide(client: docker.DockerClient) -> None:
     step("every host: AIDE database")
     parallel(lambda h: containers.run(client.containers.get(h.name), "pynomaly-setup-aide"),
              HOSTS)
+
+
+# The package index of the pockets that carry updates (security, updates), as this machine's
+# `apt-get update` fetched them from the same mirror: the hosts' apt can then tell which upgrades
+# are pending (SEC-SYSTEM-UPGRADED, CHK-SECURITY-UPDATES) without network access of their own.
+APT_LISTS = "/var/lib/apt/lists"
+APT_POCKETS = ("deb.debian.org_debian-security_dists_bookworm-security_",
+               "deb.debian.org_debian_dists_bookworm-updates_")
+
+
+def apt_index(client: docker.DockerClient) -> None:
+    """Copy the runner's index of the update pockets into every host that lacks it (idempotent)."""
+    import io
+    import tarfile
+    from pathlib import Path
+
+    files = [p for p in sorted(Path(APT_LISTS).glob("*")) if p.is_file() and p.name.startswith(APT_POCKETS)]
+    if not files:
+        step(f"no apt index of the update pockets in {APT_LISTS} on this machine: hosts get none")
+        return
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for p in files:
+            tar.add(p, arcname=p.name)
+    data = buf.getvalue()
+
+    def copy(h) -> None:
+        c = client.containers.get(h.name)
+        code, _ = containers.run(c, f"ls {APT_LISTS}/{APT_POCKETS[0]}InRelease", check=False)
+        if code != 0:
+            c.put_archive(APT_LISTS, data)
+
+    parallel(copy, HOSTS)
 
 
 def app_image(client: docker.DockerClient) -> str | None:

@@ -85,3 +85,15 @@ def hosts_with(role: str) -> list[Host]:
 
 def app_container_name(n: int) -> str:
     return f"{COMPOSE_PROJECT}-app-{n}"
+
+
+def app_count() -> int:
+    """How many app instances the deployment runs: 3 (the guide), or what `scale N` set."""
+    from .state import State
+
+    return int(State().load().get("app_instances") or len(APP_PORTS))
+
+
+def app_ports(count: int | None = None) -> tuple[int, ...]:
+    """Ports of instances 1..count (8000, 8001, ...); count defaults to app_count()."""
+    return tuple(APP_PORTS[0] + i for i in range(count or app_count()))

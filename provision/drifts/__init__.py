@@ -48,6 +48,7 @@ class Drift:
     description: str
     apply: Callable[[Ctx], None]
     heal: Callable[[Ctx], None]
+    opt_in: str = ""  # only checks under this marker (e.g. "load") see it: the matrix skips it
 
 
 def edit_file(host: str, path: str, sed: str, reload: str, name: str) -> tuple[Callable, Callable]:
@@ -73,9 +74,13 @@ ENV_FILE = "/opt/pynomaly/.env.production"
 
 def _registry() -> tuple[Drift, ...]:
     """Every area module's DRIFTS, in a stable order (one module per guide area)."""
-    from . import app, backups, edge, hardening, monitoring, network, postgres, redis
+    from . import app, backups, edge, hardening, load, monitoring, network, postgres, redis
 
-    modules = (network, postgres, redis, edge, app, monitoring, hardening, backups)
+    modules = (network, postgres, redis, edge, app, monitoring, hardening, backups, load)
+    from . import architecture, cicd, maintenance, performance, scaling  # issue 11: closing areas
+    modules += (architecture, cicd, maintenance, performance, scaling)
+    from . import checklist  # issue 4: Monitoring Checklist, host parts
+    modules += (checklist,)
     drifts = tuple(d for m in modules for d in m.DRIFTS)
     names = [d.name for d in drifts]
     dupes = {n for n in names if names.count(n) > 1}

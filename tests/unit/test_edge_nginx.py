@@ -1,0 +1,199 @@
+"""audit.nginx and checks/test_nginx.py helpers on captured `nginx -T` output, both directions."""
+
+from __future__ import annotations
+
+import pytest
+
+from audit.nginx import header_values, parse_dump, parse_test, split_dump
+from checks.test_nginx import (
+    count_rejections,
+    has_http2,
+    header_is,
+    limit_req,
+    limit_req_zones,
+    listen_flags,
+    log_format,
+    proxy_headers,
+    upstream_servers,
+    with_domain,
+)
+
+# `nginx -T` on the reference web1 (trimmed: mime.types shortened, stub_status server dropped)
+DUMP = r"""nginx: the configuration file /etc/nginx/nginx.conf syntax is ok
+# configuration file /etc/nginx/nginx.conf:
+user www-data;
+worker_processes auto;
+pid /run/nginx.pid;
+
+events {
+    worker_connections 1024;
+    use epoll;
+    multi_accept on;
+}
+
+http {
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    log_format main '$remote_addr - $remote_user [$time_local] "$request" '
+                    '$status $body_bytes_sent "$http_referer" '
+                    '"$http_user_agent" "$http_x_forwarded_for"';
+    access_log /var/log/nginx/access.log main;
+    error_log /var/log/nginx/error.log;
+    sendfile on;
+    keepalive_timeout 65;
+    types_hash_max_size 2048;
+    add_header X-Frame-Options DENY;
+    gzip on;
+    gzip_types text/plain application/json;
+    limit_req_zone $binary_remote_addr zone=api:10m rate=10r/s;
+    limit_req_zone $binary_remote_addr zone=login:10m rate=5r/m;
+    upstream pynomaly_backend {
+        least_conn;
+        server 127.0.0.1:8000 max_fails=3 fail_timeout=30s;
+        server 127.0.0.1:8001 max_fails=3 fail_timeout=30s;
+        server 127.0.0.1:8002 max_fails=1 fail_timeout=30s;
+    }
+    server {
+        listen 80;
+        server_name pynomaly.test;
+        return 301 https://$server_name$request_uri;
+    }
+    server {
+        listen 443 ssl http2;
+        server_name pynomaly.test;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;
+        add_header Referrer-Policy "strict-origin-when-cross-origin" always;
+        location /api/ {
+            limit_req zone=api burst=20 nodelay;
+            proxy_pass http://pynomaly_backend;
+            proxy_set_header Host $host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_read_timeout 30s;
+        }
+        location /api/v1/auth/login {
+            limit_req zone=login burst=3;
+            proxy_pass http://pynomaly_backend;
+        }
+        location /static/ {
+            alias /opt/pynomaly/static/;
+            expires 30d;
+            add_header Cache-Control "public, immutable";
+        }
+        location /docs {
+            proxy_pass http://pynomaly_backend;
+        }
+    }
+}
+
+# configuration file /etc/nginx/mime.types:
+
+types {
+    text/html                             html htm shtml;
+    application/json                      json;
+}
+
+nginx: the configuration file /etc/nginx/nginx.conf test is successful
+"""
+
+
+@pytest.fixture(scope="module")
+def conf():
+    return parse_dump(DUMP)
+
+
+def test_dump_is_split_per_file():
+    files = split_dump(DUMP)
+    assert list(files) == ["/etc/nginx/nginx.conf", "/etc/nginx/mime.types"]
+    assert "types {" in files["/etc/nginx/mime.types"]
+
+
+def test_includes_are_resolved_and_kept(conf):
+    assert conf.errors == []
+    assert conf.http.value("include") == "/etc/nginx/mime.types"
+    types = conf.http.first("types")
+    assert types is not None
+    assert types.file == "/etc/nginx/mime.types"
+    assert [d.name for d in types.block] == ["text/html", "application/json"]
+
+
+def test_main_events_and_http_directives(conf):
+    assert conf.root.value("worker_processes") == "auto"
+    assert conf.events.value("worker_connections") == "1024"
+    assert conf.events.value("use") == "epoll"
+    assert conf.http.value("keepalive_timeout") == "65"
+    assert conf.http.value("tcp_nopush") is None  # missing -> None, not compliant
+
+
+def test_servers_and_locations(conf):
+    assert conf.server_listening(80).first("return").args == ["301", "https://$server_name$request_uri"]
+    assert conf.server_listening(8080) is None
+    assert has_http2(conf.server_listening(443))
+    assert listen_flags(conf.server_listening(80)) == [["80"]]
+    assert not has_http2(conf.server_listening(80))
+    assert conf.location("/docs").value("proxy_pass") == "http://pynomaly_backend"
+    assert conf.location("/health") is None
+
+
+def test_log_format_joins_the_quoted_parts(conf):
+    assert log_format(conf.http) == ('$remote_addr - $remote_user [$time_local] "$request" $status '
+                                     '$body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_forwarded_for"')
+
+
+def test_rate_limit_zones_and_locations(conf):
+    zones = limit_req_zones(conf.http)
+    assert zones["api"] == {"key": "$binary_remote_addr", "zone": "api", "size": "10m", "rate": "10r/s"}
+    assert zones["login"]["rate"] == "5r/m"
+    assert limit_req(conf.location("/api/")) == {"zone": "api", "burst": 20, "nodelay": True}
+    # non-compliant: the login location lacks nodelay
+    assert limit_req(conf.location("/api/v1/auth/login")) == {"zone": "login", "burst": 3, "nodelay": False}
+    assert limit_req(conf.location("/docs")) is None
+
+
+def test_upstream_servers_with_parameters(conf):
+    servers = upstream_servers(conf.upstream("pynomaly_backend"))
+    assert [s["address"] for s in servers] == ["127.0.0.1:8000", "127.0.0.1:8001", "127.0.0.1:8002"]
+    assert [s["max_fails"] for s in servers] == ["3", "3", "1"]  # the third is non-compliant
+    assert upstream_servers(None) == []
+
+
+def test_proxy_headers(conf):
+    assert proxy_headers(conf.location("/api/")) == {"host": "$host", "x-real-ip": "$remote_addr"}
+    assert proxy_headers(conf.location("/docs")) == {}
+
+
+def test_add_header_inheritance_trap(conf):
+    """A location with its own add_header gets none of the server's (the guide's /static/ bug)."""
+    srv = conf.server_listening(443)
+    api = header_values(conf.location("/api/"), srv, conf.http)
+    static = header_values(conf.location("/static/"), srv, conf.http)
+    redirect = header_values(None, conf.server_listening(80), conf.http)
+    assert "strict-transport-security" in api
+    assert set(static) == {"cache-control"}
+    assert set(redirect) == {"x-frame-options"}
+
+
+def test_nginx_t_output():
+    ok, text = parse_test("nginx: the configuration file /etc/nginx/nginx.conf syntax is ok\n"
+                          "nginx: configuration file /etc/nginx/nginx.conf test is successful\nexit=0\n")
+    assert ok
+    assert text.endswith("successful")
+    bad, _ = parse_test('nginx: [emerg] unknown directive "foo" in /etc/nginx/nginx.conf:90\n'
+                        "nginx: configuration file /etc/nginx/nginx.conf test failed\nexit=1\n")
+    assert not bad
+
+
+def test_fallback_dump_without_test_output():
+    conf = parse_dump("# configuration file /etc/nginx/nginx.conf:\nuser www-data;\nfoo_unknown on;\n")
+    assert conf.root.value("user") == "www-data"
+    assert conf.root.value("foo_unknown") == "on"
+
+
+def test_helpers():
+    assert with_domain({"a": ["/x/your-domain.com/y"]}, "pynomaly.test") == {"a": ["/x/pynomaly.test/y"]}
+    assert with_domain("your-domain.com", None) == "your-domain.com"
+    assert header_is("DENY", "deny")
+    assert not header_is(None, "DENY")
+    assert not header_is("SAMEORIGIN", "DENY")
+    assert count_rejections([200, 503, 429, 404, -1]) == 2
+    assert count_rejections([200] * 10) == 0

@@ -1,0 +1,177 @@
+"""checks/test_tls.py helpers: sslyze JSON (trimmed from a scan of the reference web1),
+certificate chains made here, and crontabs; compliant and non-compliant samples."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from checks.test_tls import (
+    PROTOCOL_COMMANDS,
+    ScanFailed,
+    accepted_protocols,
+    cert_names,
+    chain_gaps,
+    command_result,
+    compact,
+    cron_entries,
+    days_left,
+    mozilla_intermediate_gaps,
+    name_matches,
+    same_schedule,
+    trust_path,
+)
+
+NOW = dt.datetime(2026, 11, 26, 5, 0, tzinfo=dt.UTC)
+
+
+def _suite(name: str) -> dict:
+    return {"cipher_suite": {"name": name, "openssl_name": name}, "ephemeral_key": None}
+
+
+def _scan(accepted: dict[str, list[str]], status: str = "COMPLETED") -> dict:
+    result = {cmd: {"status": "COMPLETED", "error_reason": None, "error_trace": None,
+                    "result": {"accepted_cipher_suites": [_suite(s) for s in accepted.get(proto, [])],
+                               "rejected_cipher_suites": []}}
+              for proto, cmd in PROTOCOL_COMMANDS.items()}
+    result["session_resumption"] = {"status": "ERROR", "error_reason": "CONNECTIVITY_ISSUE",
+                                    "error_trace": "timed out", "result": None}
+    return {"scan_status": status, "server_location": {"hostname": "pynomaly.test"}, "scan_result": result}
+
+
+REFERENCE = {"TLSv1.2": ["ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-AES128-GCM-SHA256"],
+             "TLSv1.3": ["TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256"]}
+
+
+def test_accepted_protocols_of_the_reference():
+    protocols = accepted_protocols(_scan(REFERENCE))
+    assert sorted(p for p, s in protocols.items() if s) == ["TLSv1.2", "TLSv1.3"]
+    assert sorted(protocols["TLSv1.2"]) == ["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384"]
+
+
+def test_accepted_protocols_with_tls11_and_a_weak_cipher():
+    protocols = accepted_protocols(_scan({**REFERENCE, "TLSv1.1": ["ECDHE-RSA-AES128-SHA"],
+                                          "TLSv1.2": [*REFERENCE["TLSv1.2"], "ECDHE-RSA-AES128-SHA"]}))
+    assert sorted(p for p, s in protocols.items() if s) == ["TLSv1.1", "TLSv1.2", "TLSv1.3"]
+    assert "ECDHE-RSA-AES128-SHA" in protocols["TLSv1.2"]
+    info = mozilla_intermediate_gaps(protocols, None)
+    assert info["protocols"]["match"] is False
+    assert info["tls12_ciphers_outside_profile"] == ["ECDHE-RSA-AES128-SHA"]
+
+
+def test_compact_counts_rejected_suites():
+    scan = _scan(REFERENCE)
+    scan["scan_result"]["tls_1_2_cipher_suites"]["result"]["rejected_cipher_suites"] = [_suite("A"), _suite("B")]
+    small = compact(scan)
+    assert small["scan_result"]["tls_1_2_cipher_suites"]["result"]["rejected_cipher_suites"] == 2
+    assert len(small["scan_result"]["tls_1_2_cipher_suites"]["result"]["accepted_cipher_suites"]) == 2
+    assert isinstance(scan["scan_result"]["tls_1_2_cipher_suites"]["result"]["rejected_cipher_suites"], list)
+
+
+def test_a_failed_scan_or_command_cannot_audit():
+    with pytest.raises(ScanFailed):
+        command_result(_scan(REFERENCE, status="ERROR_NO_CONNECTIVITY"), "tls_1_2_cipher_suites")
+    with pytest.raises(ScanFailed):
+        command_result(_scan(REFERENCE), "session_resumption")
+
+
+# ---------------------------------------------------------------- certificates
+
+def _name(cn):
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _cert(cn, key, issuer=None, issuer_key=None, days=90, dns=None, start=NOW - dt.timedelta(days=1)):
+    builder = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(issuer.subject if issuer else _name(cn))
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(start).not_valid_after(start + dt.timedelta(days=days)))
+    if dns:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(d) for d in dns]), critical=False)
+    return builder.sign(issuer_key or key, hashes.SHA256())
+
+
+@pytest.fixture(scope="module")
+def pki():
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(4)]
+    ca = _cert("CA", keys[0], days=365, start=NOW - dt.timedelta(days=10))
+    mid = _cert("Intermediate", keys[1], ca, keys[0], days=200)
+    leaf = _cert("pynomaly.test", keys[2], ca, keys[0], dns=["pynomaly.test"])
+    leaf_via_mid = _cert("pynomaly.test", keys[2], mid, keys[1], dns=["pynomaly.test"])
+    selfsigned = _cert("pynomaly.test", keys[3], dns=["pynomaly.test"])
+    expired = _cert("pynomaly.test", keys[2], ca, keys[0], days=5, start=NOW - dt.timedelta(days=9))
+    return {"ca": ca, "mid": mid, "leaf": leaf, "leaf_via_mid": leaf_via_mid, "self": selfsigned,
+            "expired": expired}
+
+
+def test_trusted_chains(pki):
+    assert trust_path([pki["leaf"], pki["ca"]], [pki["ca"]], NOW)[0]  # fullchain = leaf + CA
+    assert trust_path([pki["leaf"]], [pki["ca"]], NOW)[0]
+    assert trust_path([pki["leaf_via_mid"], pki["mid"]], [pki["ca"]], NOW)[0]
+
+
+def test_untrusted_chains(pki):
+    ok, path = trust_path([pki["self"]], [pki["ca"]], NOW)
+    assert not ok
+    assert "neither sent nor trusted" in path[-1]
+    assert not trust_path([pki["leaf_via_mid"]], [pki["ca"]], NOW)[0]  # intermediate not sent
+    assert not trust_path([pki["expired"]], [pki["ca"]], NOW)[0]
+    assert not trust_path([], [pki["ca"]], NOW)[0]
+
+
+def test_chain_completeness(pki):
+    assert chain_gaps([pki["leaf"], pki["ca"]], [pki["ca"]]) == []
+    assert chain_gaps([pki["leaf_via_mid"], pki["mid"]], [pki["ca"]]) == []
+    assert chain_gaps([pki["self"]], [pki["ca"]]) == []  # nothing to fetch (but not trusted)
+    gaps = chain_gaps([pki["leaf_via_mid"]], [pki["ca"]])
+    assert len(gaps) == 1
+    assert "Intermediate" in gaps[0]
+
+
+def test_names_and_validity(pki):
+    assert cert_names(pki["leaf"]) == ["pynomaly.test"]
+    assert cert_names(pki["ca"]) == []
+    assert name_matches("pynomaly.test", "PYNOMALY.test")
+    assert name_matches("*.pynomaly.test", "api.pynomaly.test")
+    assert not name_matches("*.pynomaly.test", "pynomaly.test")
+    assert not name_matches("*.pynomaly.test", "a.b.pynomaly.test")
+    assert not name_matches("www.example.test", "pynomaly.test")
+    assert 88 < days_left(pki["leaf"], NOW) < 90
+    assert days_left(pki["expired"], NOW) < 0
+
+
+def test_rsa_key_size_is_readable():
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cert = _cert("x", key)
+    assert isinstance(cert.public_key(), rsa.RSAPublicKey)
+    assert cert.public_key().key_size == 2048
+
+
+# ---------------------------------------------------------------- certbot crontab
+
+CRONTAB = """# root's crontab on web1
+SHELL=/bin/sh
+0 12 * * * /usr/bin/certbot renew --quiet
+0 2 * * * /opt/pynomaly/scripts/backup_app.sh
+@daily /usr/sbin/logrotate /etc/logrotate.conf
+"""
+
+
+def test_cron_entries():
+    entries = cron_entries(CRONTAB)
+    assert entries[0] == ("0 12 * * *", "/usr/bin/certbot renew --quiet")
+    assert ("@daily", "/usr/sbin/logrotate /etc/logrotate.conf") in entries
+    assert len(entries) == 3
+
+
+def test_same_schedule():
+    assert same_schedule("0 12 * * *", "0 12 * * *")
+    assert same_schedule("00 12 * * 0-6", "0 12 * * *")
+    assert same_schedule("@daily", "0 0 * * *")
+    assert not same_schedule("0 0 * * *", "0 12 * * *")
+    assert not same_schedule("0 12 * * 1", "0 12 * * *")
+    assert not same_schedule("not a schedule", "0 12 * * *")
