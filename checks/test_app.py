@@ -378,7 +378,9 @@ def sourced(view) -> dict[str, str | None]:
 
 
 @pytest.fixture
-def compose_doc(view) -> dict:
+def compose_doc(server, view) -> dict:
+    if app_runtime(server) != "docker":
+        pytest.skip(f"{server.name} runs Gunicorn directly: no Compose deployment to audit")
     attach("docker-compose.prod.yml (secrets masked)", mask_config(view["compose"]) or "(missing)")
     if not view["compose"]:
         raise AssertionError(f"{COMPOSE_FILE} is missing or empty")

@@ -32,14 +32,13 @@ EVERY_SERVER = pytest.mark.roles(*SERVER_ROLES)  # "every host": the servers, no
 
 def hardening_commands(roles) -> dict[str, str]:
     """What this area reads from a host (by its roles)."""
-    get = " ".join(f"{j}" for j in JAILS)
-    keys = " ".join(JAIL_KEYS)
+    jails, keys = " ".join(JAILS), " ".join(JAIL_KEYS)
     cmds = {
         "packages": "dpkg-query -W -f='${Package} ${db:Status-Status} ${Version}\\n' "
                     + " ".join(PACKAGES) + " 2>&1",
         "f2b_ping": "fail2ban-client ping 2>&1; echo rc=$?",
         "f2b_status": "fail2ban-client status 2>&1",
-        "f2b_values": f"for j in {get}; do for k in {keys}; do printf '%s %s ' $j $k; "
+        "f2b_values": f"for j in {jails}; do for k in {keys}; do printf '%s %s ' $j $k; "
                       "fail2ban-client get $j $k 2>&1 | tr '\\n' ' '; echo; done; done",
         "jail_local": "cat /etc/fail2ban/jail.local 2>&1",
         "aide_db": "stat -c '%n %s' /var/lib/aide/aide.db 2>&1",

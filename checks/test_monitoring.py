@@ -1,7 +1,7 @@
 """Guide: Monitoring & Logging - Prometheus configuration, Grafana dashboard, alerting rules, and
 the monitoring checklist items that Prometheus answers (error rate, p95, alerts functional).
 
-Files come from ONE `server.collect("monitoring", ...)` round trip per monitoring host, which also
+Files come from ONE `server.collect("monitoring-prometheus", ...)` round trip per monitoring host, which also
 runs `promtool` ON that host (the one installed next to the Prometheus it checks, same version,
 nothing to install on the runner): `check config`, `check rules`, and the rule unit tests shipped
 in checks/promtool/ (piped in, pointed at the host's rules file: nothing is written on the host).
@@ -62,7 +62,7 @@ def monitoring_commands(server, rules_file: str) -> dict[str, str]:
 def files(server, expected):
     """The monitoring host's files and promtool results (one round trip per host and run)."""
     rules_file = expected("MON-RULES-VALID")["file"]
-    return server.collect("monitoring", monitoring_commands(server, rules_file))
+    return server.collect("monitoring-prometheus", monitoring_commands(server, rules_file))
 
 
 def _config(server, files) -> dict:
@@ -401,13 +401,14 @@ def test_alert_reaches_alertmanager(server, prometheus, alertmanager, loaded_rul
     seen, waited = [], 0.0
     started = time.monotonic()
     try:
-        server.run(f"service {EXPORTER_SERVICE} stop", timeout=30)
+        # by its pidfile: `service X stop` cannot always match another user's process
+        server.run(f"kill $(cat /run/prometheus/{EXPORTER_SERVICE}.pid)", timeout=30)
         while waited < deadline_s and not seen:
             time.sleep(5)
             seen = _am_alert(alertmanager, ALERT)
             waited = time.monotonic() - started
     finally:
-        server.run(f"service {EXPORTER_SERVICE} start", timeout=30)
+        server.run(f"service {EXPORTER_SERVICE} start >/dev/null", timeout=30)
         for _ in range(12):  # the target is scraped every 15 s: up again within 60 s
             time.sleep(5)
             if prometheus.value(f'up{{job="{expected("MON-PROM-JOB-POSTGRES")["job_name"]}"}}') == 1:

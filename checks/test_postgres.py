@@ -16,13 +16,17 @@ line), so a successful SCRAM login proves the storage without reading the verifi
 `password` line would make this check red although the storage may be SCRAM: that line sends
 the password in clear, which an auditor wants to see anyway.)
 
-The opt-in replication write probe (marker `writes`) is not implemented yet; the default audit
-issues no write statement.
+The default audit issues no write statement (tests/integration/test_audit_writes_nothing.py
+proves it from the primary's log_statement = 'mod' log). The opt-in replication probe (marker
+`writes`) writes one marker row as pynomaly_user into audit_probe.replication_marker (a table
+provision creates for it, outside the application's schema) and deletes it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
+import uuid
 
 import psycopg
 import pytest
@@ -377,6 +381,42 @@ def test_replication_lag_is_small(server, pg, expected):
     lagging = [r for r in rows if (r["replay_lag_bytes"] or 0) >= limit]
     assert not lagging, (f"{server.name}: replay lag {[r['replay_lag_bytes'] // MB for r in lagging]} MB "
                          f">= {limit / MB:.0f} MB")
+
+
+PROBE_TABLE = "audit_probe.replication_marker"
+PROBE_SECONDS = 15
+
+
+@pytest.mark.writes
+@pytest.mark.roles("db_primary")
+@pytest.mark.requirement("PG-REPLICA-STREAMING")
+def test_marker_row_reaches_every_replica(server, pg, inventory, server_of, session_secret):
+    """Opt-in (-m writes): a marker row written on the primary is visible on every replica within
+    15 s, then deleted. Writer: pynomaly_user (secret db_password), the only credential of the
+    deployment allowed to write; it writes only to audit_probe.replication_marker, a table of its
+    own schema that provision creates for this probe (never an application table)."""
+    marker = f"pynomaly-audit-{uuid.uuid4()}"
+    seen: dict[str, float | None] = {}
+    with _connect(server, DATABASE, APP_ROLE, session_secret("db_password")) as writer:
+        with writer.transaction():
+            writer.execute("SET LOCAL transaction_read_only = off")
+            writer.execute(f"INSERT INTO {PROBE_TABLE} (marker) VALUES (%s)", (marker,))
+        try:
+            start = time.monotonic()
+            for host in inventory.hosts_with_role("db_replica"):
+                conn, seen[host.name] = pg(server_of(host.name)), None
+                while time.monotonic() - start < PROBE_SECONDS:
+                    if query(conn, f"SELECT 1 AS found FROM {PROBE_TABLE} WHERE marker = %s", (marker,)):
+                        seen[host.name] = round(time.monotonic() - start, 2)
+                        break
+                    time.sleep(0.2)
+        finally:
+            with writer.transaction():
+                writer.execute("SET LOCAL transaction_read_only = off")
+                writer.execute(f"DELETE FROM {PROBE_TABLE} WHERE marker = %s", (marker,))
+    compare("seconds until the marker row was visible", seen, f"< {PROBE_SECONDS} on every replica")
+    late = [h for h, s in seen.items() if s is None]
+    assert not late, f"{server.name}: the marker row did not reach {', '.join(late)} within {PROBE_SECONDS}s"
 
 
 # ---------------------------------------------------------------- schema

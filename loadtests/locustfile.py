@@ -27,6 +27,7 @@ import time
 import gevent
 import gevent.socket
 import gevent.ssl
+from classify import is_rate_limited  # loadtests/classify.py (Locust puts loadtests/ on sys.path)
 from locust import between, events
 from locust.contrib.fasthttp import FastHttpUser
 from locust.exception import StopUser
@@ -55,12 +56,6 @@ gevent.socket.getaddrinfo = _resolving_getaddrinfo
 def _ssl_context(*_args, **_kwargs):
     """TLS verified against the inventory's CA bundle (not the system store)."""
     return gevent.ssl.create_default_context(cafile=CA_BUNDLE)
-
-
-def is_rate_limited(status: int, content_type: str, body: str) -> bool:
-    """NGINX's own limit_req rejection (limit_req_status, 503 by default, or 429): an HTML page
-    signed by nginx; the app's 503 (database down) is JSON."""
-    return status in (429, 503) and "text/html" in content_type and "nginx" in body.lower()
 
 
 class _Counter:
@@ -111,7 +106,7 @@ def _record(request_type, name, response_time, response_length, response=None, e
 @events.test_stop.add_listener
 def _report_users_without_token(**_kw):
     """An API user that never got a token means less load than declared: say so (outcome gave_up)."""
-    writer = _sample_writer()
+    writer = _sample_writer() if _Counter.without_token else None  # the master sends nothing
     for _ in range(_Counter.without_token if writer is not None else 0):
         writer.writerow([f"{time.time():.3f}", "login", "login gave up", 0, "0", "gave_up",
                          "no token (login rejected by NGINX's login limit)"])

@@ -148,6 +148,10 @@ def apps(client: docker.DockerClient, st: State, app_image: str | None,
         raise ProvisionError("provision.app.build_image is missing: cannot start the app")
     web1 = client.containers.get("web1")
     image_id = client.images.get(app_image).id
+    # Gunicorn (uid 1000) must be able to reopen its logs; an instance run as root (a drift) or a
+    # root-created file would otherwise keep every new instance from starting.
+    containers.run(web1, f"cd {LOG_DIR} && for f in access.log error.log; do [ -e $f ] && "
+                         "chown 1000:1000 $f; done; true")
     names = []
     for n, port in enumerate(app_ports(), 1):
         name = app_container_name(n)

@@ -8,16 +8,25 @@ until Docker reports it healthy again.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 from .. import containers, setup
+from ..app import APP_DIR
 from ..topology import APP_PORTS, app_container_name
 from ..ui import wait_for
-from . import ENV_FILE, Ctx, Drift, edit_file
+from . import BACKUPS, ENV_FILE, NGINX_RELOAD, Ctx, Drift, edit_file
 
 COMPOSE_FILE = "/opt/pynomaly/docker-compose.prod.yml"
 START_SCRIPT = "/opt/pynomaly/start_production.sh"
 REPLICA = 3
 REPLICA_NAME, REPLICA_PORT = app_container_name(REPLICA), APP_PORTS[REPLICA - 1]
 HEALTHY_WAIT = 60
+# Gunicorn started as root chowns its log files to root (the shared volume, seen from web1):
+# the runtime drifts keep their owners and give them back when healing.
+LOG_OWNERS = f"{BACKUPS}/app-log-owners"
+LOG_FILES = "/var/log/pynomaly/access.log /var/log/pynomaly/error.log"
 
 
 def _health(ctx: Ctx) -> str | None:
@@ -26,14 +35,16 @@ def _health(ctx: Ctx) -> str | None:
 
 
 def _recreate(ctx: Ctx, *, user: str | None = None, env: dict | None = None,
-              healthcheck: dict | None = None, command: list[str] | None = None) -> None:
+              healthcheck: dict | None = None, command: list[str] | None = None,
+              image: str | None = None) -> None:
     """Run replica 3 again from the same image, labels, restart policy and volume, with changes."""
     web1 = ctx.client.containers.get("web1")
     old = ctx.client.containers.get(REPLICA_NAME)
-    image, labels = old.image.id, dict(old.labels)
+    image, labels = image or old.image.id, dict(old.labels)
     restart = old.attrs["HostConfig"]["RestartPolicy"]
     volumes = {m["Name"]: {"bind": m["Destination"], "mode": "rw"}
                for m in old.attrs["Mounts"] if m.get("Type") == "volume"}
+    ctx.sh("web1", f"mkdir -p {BACKUPS} && stat -c '%u:%g %n' {LOG_FILES} > {LOG_OWNERS}")
     old.remove(force=True)
     kwargs: dict = {}
     if user:
@@ -55,12 +66,64 @@ def _restore(ctx: Ctx) -> None:
     old = containers.get(ctx.client, REPLICA_NAME)
     if old is not None:
         old.remove(force=True)
+    ctx.sh("web1", f"if [ -f {LOG_OWNERS} ]; then while read -r owner path; do chown \"$owner\" \"$path\";"
+                   f" done < {LOG_OWNERS}; rm -f {LOG_OWNERS}; fi")
     setup.apps(ctx.client, ctx.st, ctx.st.load()["images"]["app"])
     wait_for(f"{REPLICA_NAME} to be healthy", lambda: _health(ctx) == "healthy", timeout=HEALTHY_WAIT)
 
 
 def _recreated(**changes) -> tuple:
     return (lambda c: _recreate(c, **changes)), _restore
+
+
+EXPOSE_IMAGE = "pynomaly-drift:expose-9000"
+
+
+def _expose_9000(ctx: Ctx) -> None:
+    """The app image built again with EXPOSE 9000 instead of 8000 (every other layer comes from
+    the build cache: well under a second), run as replica 3."""
+    current = ctx.client.images.get(ctx.st.load()["images"]["app"])
+    base = current.labels["org.pynomaly.base-image"]
+    with tempfile.TemporaryDirectory() as tmp:
+        context = Path(tmp) / "app"
+        shutil.copytree(APP_DIR, context, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        dockerfile = context / "Dockerfile"
+        dockerfile.write_text(dockerfile.read_text().replace("\nEXPOSE 8000\n", "\nEXPOSE 9000\n"))
+        ctx.client.images.build(path=str(context), tag=EXPOSE_IMAGE, buildargs={"BASE_IMAGE": base},
+                                rm=True, forcerm=True, timeout=600)
+    _recreate(ctx, image=EXPOSE_IMAGE)
+
+
+def _expose_heal(ctx: Ctx) -> None:
+    _restore(ctx)
+    ctx.client.images.remove(EXPOSE_IMAGE)
+
+
+NGINX_CONF = "/etc/nginx/nginx.conf"
+
+
+def _nginx_edit(name: str, old: str, new: str) -> tuple:
+    """apply/heal pair: replace `old` (must occur once) by `new` in nginx.conf, reload; restore it."""
+    backup = f"{BACKUPS}/{name}"
+
+    def apply(ctx: Ctx) -> None:
+        text = ctx.sh("web1", f"cat {NGINX_CONF}")
+        if text.count(old) != 1:
+            raise RuntimeError(f"{NGINX_CONF}: expected one {old!r}")
+        ctx.sh("web1", f"mkdir -p {BACKUPS} && cp -p {NGINX_CONF} {backup}"
+                       f" && printf '%s' \"$NEW\" > {NGINX_CONF}", env={"NEW": text.replace(old, new)})
+        ctx.sh("web1", NGINX_RELOAD)
+
+    def heal(ctx: Ctx) -> None:
+        ctx.sh("web1", f"cp -p {backup} {NGINX_CONF} && rm -f {backup}")
+        ctx.sh("web1", NGINX_RELOAD)
+
+    return apply, heal
+
+
+# A fixed answer of NGINX for the login location: a "token" for any credentials, not a JWT of the app.
+FAKE_LOGIN = ('location /api/v1/auth/login {\n            default_type application/json;\n'
+              '            return 200 \'{"access_token": "e30.e30.c2ln", "token_type": "bearer"}\';\n')
 
 
 # Gunicorn flags of start_production.sh changed for one instance (the guide's values -> others).
@@ -122,6 +185,19 @@ DRIFTS: tuple[Drift, ...] = (
           f"{REPLICA_NAME} recreated with every Gunicorn flag off the guide (bind 127.0.0.1, 2 H11 workers,"
           " no --preload, logs in /tmp, log level debug, ...)",
           *_recreated(command=GUNICORN_COMMAND)),
+    Drift("app-image-expose-9000", ("APP-EXPOSE-PORT",),
+          f"{REPLICA_NAME} runs an app image built with EXPOSE 9000 instead of 8000",
+          _expose_9000, _expose_heal),
+    Drift("nginx-health-503", ("APP-HEALTH-ENDPOINT",),
+          "web1: nginx.conf location /health answers 503 itself (the instances stay healthy)",
+          *_nginx_edit("nginx-health-503", "location /health {", "location /health {\n            return 503;")),
+    Drift("nginx-api-health-503", ("APP-API-V1-HEALTH",),
+          "web1: nginx.conf has location = /api/v1/health answering 503",
+          *_nginx_edit("nginx-api-health-503", "location /api/ {",
+                       "location = /api/v1/health {\n            return 503;\n        }\n\n        location /api/ {")),
+    Drift("nginx-login-fixed-token", ("APP-LOGIN-JWT", "APP-LOGIN-REJECTS-BAD-CREDENTIALS"),
+          "web1: nginx.conf answers /api/v1/auth/login itself with 200 and a fixed, unsigned token",
+          *_nginx_edit("nginx-login-fixed-token", "location /api/v1/auth/login {\n", FAKE_LOGIN)),
     Drift("app-restart-policy-always", ("APP-COMPOSE-RESTART-POLICY",),
           f"docker update --restart always {REPLICA_NAME} (guide: on-failure, at most 3 attempts)",
           _restart_policy("always", 0), _restart_policy("on-failure", 3)),

@@ -67,6 +67,33 @@ def _rules_moved() -> tuple:
     return apply, heal
 
 
+# The app's /health pings Redis (socket_timeout 2 s): while cache1's Redis is paused
+# (CLIENT PAUSE), /health answers slowly (pause < 2 s) or 503 after 2 s (pause > 2 s).
+# Traffic goes straight to the three instances on web1, one curl with URL globbing.
+APP = "http://127.0.0.1:800[0-2]/health"
+SCRAPED = "sleep 20"  # the app is scraped every 15 s
+
+
+def _requests(count: int, parallel: bool = False) -> str:
+    par = " --parallel --parallel-max 50" if parallel else ""
+    return f"curl -s{par} '{APP}?n=[1-{-(-count // 3)}]' >/dev/null; true"
+
+
+def _paused_redis(pause_ms: int, slow: int, fast: int) -> tuple:
+    """apply: `slow` /health requests while Redis is paused, `fast` ones after; heal: dilute the
+    5-minute window with fast requests, so that the 5xx share (< 1%) and the p95 (< 1 s) are met
+    again (counters cannot be rewound; the window is compliant again at once)."""
+
+    def apply(ctx) -> None:
+        ctx.redis("cache1", 6379, f"CLIENT PAUSE {pause_ms} ALL")
+        ctx.sh(HOST, f"{_requests(slow, parallel=True)} && {_requests(fast)} && {SCRAPED}")
+
+    def heal(ctx) -> None:
+        ctx.sh(HOST, f"{_requests(1500)} && {SCRAPED}")
+
+    return apply, heal
+
+
 DRIFTS: tuple[Drift, ...] = (
     Drift("prometheus-rule-for", ("MON-ALERT-HIGH-ERROR-RATE",),
           "web1: HighErrorRate 'for: 5m' changed to 'for: 1m', Prometheus reloaded",
@@ -126,4 +153,10 @@ DRIFTS: tuple[Drift, ...] = (
     Drift("grafana-panel-query", ("MON-GRAFANA-PANELS",),
           "web1: the Error Rate panel's query uses [1m] instead of [5m]",
           *edit_file(HOST, DASHBOARD, r"""'/5\.\./s/\[5m\]/[1m]/'""", "true", "grafana-panel-query")),
+    Drift("app-errors", ("CHK-ERROR-RATE",),
+          "web1: ~6 requests answered 503 (cache1's Redis paused 4 s) among ~100 fast ones: 5xx share > 1%",
+          *_paused_redis(4000, 6, 120)),
+    Drift("app-slow", ("CHK-RESPONSE-TIME-P95",),
+          "web1: ~30 requests take 1.5-1.8 s (cache1's Redis paused 1.8 s): p95 of the last 5m > 1 s",
+          *_paused_redis(1800, 30, 0)),
 )

@@ -1,12 +1,158 @@
-"""Redis drifts: each breaks exactly the requirements it names."""
+"""Redis drifts: each breaks exactly the requirements it names.
+
+Standalone Redis (cache1:6379) drifts use CONFIG SET / ACL SETUSER (runtime only: redis.conf is
+untouched, so heal sets the file's values again). Cluster drifts change the cluster's shape and
+heal waits until it is back as it was (failed back, replica re-attached, node re-joined).
+"""
 
 from __future__ import annotations
 
-from . import Drift
+import shlex
+import time
+
+from ..ui import ProvisionError
+from . import BACKUPS, Ctx, Drift, edit_file
+
+CONF = "/etc/redis/redis.conf"
+PLACEHOLDER = "your_secure_redis_password"  # noqa: S105 - the guide's placeholder, on purpose
+
+
+def cli(c: Ctx, host: str, port: int, args: str) -> str:
+    return c.redis(host, port, args).strip()
+
+
+def from_file(key: str) -> str:
+    """The file's value of `key` (space-joined for repeated `save` lines), as a shell word."""
+    return f"\"$(grep -E '^{key} ' {CONF} | cut -d' ' -f2- | tr '\\n' ' ' | sed 's/ $//')\""
+
+
+def set_from_file(key: str):
+    return lambda c: c.sh("cache1", f"redis-cli --no-auth-warning -p 6379 config set {key} {from_file(key)} "
+                                    "| grep -qx OK", env={"REDISCLI_AUTH": c.st.secret("redis_password")})
+
+
+def wait(what: str, probe, seconds: int = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if probe():
+            return
+        time.sleep(1)
+    raise ProvisionError(f"redis drift: {what} not reached within {seconds}s")
+
+
+def node_id(c: Ctx, host: str, port: int) -> str:
+    return cli(c, host, port, "cluster myid")
+
+
+def role(c: Ctx, host: str, port: int) -> str:
+    return cli(c, host, port, "role").splitlines()[0]
+
+
+def _all_connected(c: Ctx) -> bool:
+    views = [cli(c, h, p, "cluster nodes") for h in ("cache1", "cache2", "cache3") for p in (7000, 7001)]
+    return all(len(v.splitlines()) == 6 and all(line.split()[7] == "connected" and "fail" not in line.split()[2]
+                                                 for line in v.splitlines()) for v in views)
+
+
+def _cluster_ok(c: Ctx) -> bool:
+    return all("cluster_state:ok" in cli(c, h, p, "cluster info") for h in ("cache1", "cache2", "cache3")
+               for p in (7000, 7001))
+
+
+# cache1:7001 is the replica of cache3:7000 (provision's `--cluster create` order).
+def _failover_apply(c: Ctx) -> None:
+    if role(c, "cache1", 7001) != "slave":
+        raise ProvisionError("cache1:7001 is not a replica: the cluster is not as provisioned")
+    cli(c, "cache1", 7001, "cluster failover")
+    wait("cache1:7001 master", lambda: role(c, "cache1", 7001) == "master" and role(c, "cache3", 7000) == "slave")
+    wait("all nodes connected", lambda: _all_connected(c))
+
+
+def _failover_heal(c: Ctx) -> None:
+    cli(c, "cache3", 7000, "cluster failover")
+    wait("cache3:7000 master again", lambda: role(c, "cache3", 7000) == "master" and role(c, "cache1", 7001) == "slave")
+    wait("all nodes connected", lambda: _all_connected(c))
+
+
+def _moved_apply(c: Ctx) -> None:
+    master = cli(c, "cache1", 7001, "cluster nodes").splitlines()
+    mine = next(line for line in master if "myself" in line).split()[3]
+    c.sh("cache1", f"mkdir -p {BACKUPS} && echo {shlex.quote(mine)} > {BACKUPS}/redis-7001.master")
+    cli(c, "cache1", 7001, f"cluster replicate {node_id(c, 'cache2', 7000)}")
+    wait("cache1:7001 re-attached", lambda: "master_link_status:up" in cli(c, "cache1", 7001, "info replication"))
+
+
+def _moved_heal(c: Ctx) -> None:
+    original = c.sh("cache1", f"cat {BACKUPS}/redis-7001.master").strip()
+    cli(c, "cache1", 7001, f"cluster replicate {original}")
+    wait("cache1:7001 back", lambda: "master_link_status:up" in cli(c, "cache1", 7001, "info replication")
+         and node_id(c, "cache3", 7000) in cli(c, "cache1", 7001, "cluster nodes").split("myself")[1].split("\n")[0])
+    c.sh("cache1", f"rm -f {BACKUPS}/redis-7001.master")
+    wait("all nodes connected", lambda: _all_connected(c))
+
+
+def _stopped_heal(c: Ctx) -> None:
+    c.sh("cache3", "service redis-cluster-7001 start >/dev/null")
+    wait("cache3:7001 rejoined", lambda: _all_connected(c), seconds=90)
+
+
+LAST_SLOT = 16383  # served by cache3:7000
+
+
+def _slot_apply(c: Ctx) -> None:
+    cli(c, "cache3", 7000, f"cluster delslots {LAST_SLOT}")
+    wait("cluster_state fail on cache3:7000", lambda: "cluster_state:fail" in cli(c, "cache3", 7000, "cluster info"))
+
+
+def _slot_heal(c: Ctx) -> None:
+    cli(c, "cache3", 7000, f"cluster addslots {LAST_SLOT}")
+    wait("cluster_state ok everywhere", lambda: _cluster_ok(c))
+
+
+def _memory_apply(c: Ctx) -> None:
+    used = int(next(line.split(":")[1] for line in cli(c, "cache1", 6379, "info memory").splitlines()
+                    if line.startswith("used_memory:")))
+    cli(c, "cache1", 6379, f"config set maxmemory {int(used * 1.1)}")
+
 
 DRIFTS: tuple[Drift, ...] = (
     Drift("redis-eviction-policy", ("REDIS-MAXMEMORY-POLICY",),
           "cache1: CONFIG SET maxmemory-policy noeviction on 6379 (guide: allkeys-lru)",
           lambda c: c.redis("cache1", 6379, "config set maxmemory-policy noeviction"),
           lambda c: c.redis("cache1", 6379, "config set maxmemory-policy allkeys-lru")),
+    Drift("redis-bind-all", ("REDIS-BIND",), "cache1: CONFIG SET bind 0.0.0.0 on 6379 (all interfaces)",
+          lambda c: cli(c, "cache1", 6379, "config set bind 0.0.0.0"), set_from_file("bind")),
+    Drift("redis-port-file", ("REDIS-PORT",), f"cache1: {CONF} says port 6380 (not applied: runs on 6379)",
+          *edit_file("cache1", CONF, "'s/^port 6379$/port 6380/'", "true", "redis.conf.port")),
+    Drift("redis-protected-mode-off", ("REDIS-PROTECTED-MODE",), "cache1: CONFIG SET protected-mode no",
+          lambda c: cli(c, "cache1", 6379, "config set protected-mode no"), set_from_file("protected-mode")),
+    Drift("redis-maxmemory-2gb", ("REDIS-MAXMEMORY",), "cache1: CONFIG SET maxmemory 2gb (guide: 4gb)",
+          lambda c: cli(c, "cache1", 6379, "config set maxmemory 2gb"), set_from_file("maxmemory")),
+    Drift("redis-save-hourly", ("REDIS-SAVE-SCHEDULE",), "cache1: CONFIG SET save '3600 1'",
+          lambda c: cli(c, "cache1", 6379, "config set save '3600 1'"), set_from_file("save")),
+    Drift("redis-nopass", ("REDIS-REQUIREPASS-ENFORCED", "REDIS-PASSWORD-NOT-PLACEHOLDER"),
+          "cache1: ACL SETUSER default nopass on 6379 (no password needed: any password, the guide's "
+          "placeholder too, is accepted)",
+          lambda c: cli(c, "cache1", 6379, "acl setuser default nopass"),
+          lambda c: c.sh("cache1", "redis-cli --no-auth-warning -p 6379 acl setuser default resetpass \">$PW\" "
+                                   "| grep -qx OK", env={"PW": c.st.secret("redis_password")})),
+    Drift("redis-placeholder-password", ("REDIS-PASSWORD-NOT-PLACEHOLDER",),
+          f"cache1: ACL SETUSER default >{PLACEHOLDER} (the guide's placeholder also works)",
+          lambda c: cli(c, "cache1", 6379, f"acl setuser default >{PLACEHOLDER}"),
+          lambda c: cli(c, "cache1", 6379, f"acl setuser default <{PLACEHOLDER}")),
+    Drift("redis-memory-full", ("CHK-REDIS-MEMORY", "REDIS-MAXMEMORY"),
+          "cache1: CONFIG SET maxmemory to 110% of used_memory (usage > 80% of the limit)",
+          _memory_apply, set_from_file("maxmemory")),
+    Drift("redis-cluster-failover", ("REDIS-CLUSTER-ANTI-AFFINITY",),
+          "CLUSTER FAILOVER on cache1:7001: cache1 holds two masters (heal: fail back from cache3:7000)",
+          _failover_apply, _failover_heal),
+    Drift("redis-cluster-replica-moved", ("REDIS-CLUSTER-TOPOLOGY",),
+          "cache1:7001 CLUSTER REPLICATE cache2:7000: one master with 2 replicas, one with none",
+          _moved_apply, _moved_heal),
+    Drift("redis-cluster-node-stopped", ("REDIS-CLUSTER-PORTS", "REDIS-CLUSTER-TOPOLOGY"),
+          "cache3: service redis-cluster-7001 stop (a replica is gone)",
+          lambda c: c.sh("cache3", "service redis-cluster-7001 stop >/dev/null"), _stopped_heal),
+    Drift("redis-cluster-slot-unassigned", ("REDIS-CLUSTER-STATE-OK", "REDIS-CLUSTER-SLOTS"),
+          f"cache3:7000 CLUSTER DELSLOTS {LAST_SLOT} (slot unassigned: cluster_state fail there)",
+          _slot_apply, _slot_heal),
 )

@@ -189,6 +189,18 @@ def test_fallback_dump_without_test_output():
     assert conf.root.value("foo_unknown") == "on"
 
 
+def test_hsts_value():
+    guide = "max-age=31536000; includeSubDomains"
+    hsts = "Strict-Transport-Security"
+    assert header_is("max-age=31536000; includeSubDomains", guide, hsts)
+    assert header_is("max-age=63072000; includeSubDomains; preload", guide, hsts)
+    assert header_is('max-age="31536000"; INCLUDESUBDOMAINS', guide, hsts)
+    assert not header_is("max-age=31536000", guide, hsts)
+    assert not header_is("max-age=86400; includeSubDomains", guide, hsts)
+    assert not header_is("max-age=abc; includeSubDomains", guide, hsts)
+    assert not header_is(None, guide, hsts)
+
+
 def test_helpers():
     assert with_domain({"a": ["/x/your-domain.com/y"]}, "pynomaly.test") == {"a": ["/x/pynomaly.test/y"]}
     assert with_domain("your-domain.com", None) == "your-domain.com"

@@ -45,4 +45,12 @@ GRANT ALL ON SCHEMA public TO pynomaly_user;
 GRANT ALL PRIVILEGES ON ALL TABLES IN SCHEMA public TO pynomaly_user;
 GRANT ALL PRIVILEGES ON ALL SEQUENCES IN SCHEMA public TO pynomaly_user;
 CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+
+-- The audit's opt-in replication probe (-m writes): a marker row written as pynomaly_user
+-- on db1, awaited on db2, then deleted. Its own schema: the application's tables are untouched.
+CREATE SCHEMA IF NOT EXISTS audit_probe;
+CREATE TABLE IF NOT EXISTS audit_probe.replication_marker (
+  marker text PRIMARY KEY, written_at timestamptz NOT NULL DEFAULT now());
+GRANT USAGE ON SCHEMA audit_probe TO pynomaly_user;
+GRANT SELECT, INSERT, DELETE ON audit_probe.replication_marker TO pynomaly_user;
 SQL
