@@ -22,6 +22,7 @@ def declared_requirements(checks_dir: Path = CHECKS_DIR) -> dict[str, set[str]]:
     found: dict[str, set[str]] = defaultdict(set)
     for path in sorted(checks_dir.glob("test_*.py")):
         tree = ast.parse(path.read_text(), filename=str(path))
+        constants = _string_constants(tree)
         for node in ast.walk(tree):
             if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Module):
                 continue
@@ -33,9 +34,31 @@ def declared_requirements(checks_dir: Path = CHECKS_DIR) -> dict[str, set[str]]:
                 for call in ast.walk(deco):
                     if isinstance(call, ast.Call) and _is_requirement_call(call.func):
                         for arg in call.args:
-                            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                                found[arg.value].add(owner)
+                            for req_id in _ids_of(arg, constants):
+                                found[req_id].add(owner)
     return found
+
+
+def _string_constants(tree: ast.Module) -> dict[str, list[str]]:
+    """Module-level NAME = ("ID", ...) / ["ID", ...] / {"ID": ...}: the strings (keys of a dict)."""
+    out: dict[str, list[str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Tuple | ast.List | ast.Dict):
+            items = node.value.keys if isinstance(node.value, ast.Dict) else node.value.elts
+            strings = [i.value for i in items if isinstance(i, ast.Constant) and isinstance(i.value, str)]
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                if isinstance(target, ast.Name) and strings:
+                    out[target.id] = strings
+    return out
+
+
+def _ids_of(arg: ast.expr, constants: dict[str, list[str]]) -> list[str]:
+    """Ids named by one argument: a literal, or *NAME / NAME of a module-level constant."""
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return [arg.value]
+    if isinstance(arg, ast.Starred) and isinstance(arg.value, ast.Name):
+        return constants.get(arg.value.id, [])
+    return []
 
 
 def _is_requirement_call(func: ast.expr) -> bool:

@@ -84,14 +84,18 @@ def checklist(server, expected, inventory):
     return server.collect("checklist", checklist_commands(server, services, ports))
 
 
+def cpu_load_percent(loadavg: str, nproc: str) -> tuple[int, float, float]:
+    """/proc/loadavg and nproc -> (cores, 5-minute load, load as % of the cores)."""
+    cores, load5 = int(nproc.strip()), float(loadavg.split()[1])
+    return cores, load5, round(100 * load5 / cores, 1)
+
+
 @EVERY_SERVER
 @pytest.mark.requirement("CHK-CPU-USAGE")
 def test_cpu_usage(server, expected, checklist):
     """"CPU usage < 80%": the 5-minute load average as a share of the host's cores."""
     limit = expected("CHK-CPU-USAGE")["max_percent"]
-    cores = int(checklist["nproc"].strip())
-    load5 = float(checklist["loadavg"].split()[1])
-    percent = round(100 * load5 / cores, 1)
+    cores, load5, percent = cpu_load_percent(checklist["loadavg"], checklist["nproc"])
     compare("CPU load (5 min) % of cores", {"load5": load5, "cores": cores, "percent": percent}, f"< {limit}")
     assert percent < limit, f"{server.name}: CPU load {load5} on {cores} cores = {percent}% (max {limit}%)"
 

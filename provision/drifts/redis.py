@@ -109,6 +109,29 @@ def _slot_heal(c: Ctx) -> None:
     wait("cluster_state ok everywhere", lambda: _cluster_ok(c))
 
 
+OTHERS = [(h, p) for h in ("cache1", "cache2", "cache3") for p in (7000, 7001) if (h, p) != ("cache3", 7001)]
+
+
+def _forget_apply(c: Ctx) -> None:
+    """Every other node forgets cache3:7001 (a replica): it still believes it is a member."""
+    lost = node_id(c, "cache3", 7001)
+    for host, port in OTHERS:
+        cli(c, host, port, f"cluster forget {lost}")
+    wait("cache3:7001 forgotten", lambda: all(lost not in cli(c, h, p, "cluster nodes") for h, p in OTHERS))
+
+
+def _forget_heal(c: Ctx) -> None:
+    """cache3:7001 meets the others again (a forgotten node is banned for 60 s: retry until then)."""
+    ips = {h: c.sh(h, "hostname -i").split()[0] for h in ("cache1", "cache2")}
+    deadline = time.monotonic() + 120
+    while not _all_connected(c):
+        if time.monotonic() > deadline:
+            raise ProvisionError("redis drift: cache3:7001 did not rejoin the cluster within 120s")
+        for ip in ips.values():
+            cli(c, "cache3", 7001, f"cluster meet {ip} 7000")
+        time.sleep(5)
+
+
 def _memory_apply(c: Ctx) -> None:
     used = int(next(line.split(":")[1] for line in cli(c, "cache1", 6379, "info memory").splitlines()
                     if line.startswith("used_memory:")))
@@ -152,6 +175,9 @@ DRIFTS: tuple[Drift, ...] = (
     Drift("redis-cluster-node-stopped", ("REDIS-CLUSTER-PORTS", "REDIS-CLUSTER-TOPOLOGY"),
           "cache3: service redis-cluster-7001 stop (a replica is gone)",
           lambda c: c.sh("cache3", "service redis-cluster-7001 stop >/dev/null"), _stopped_heal),
+    Drift("redis-cluster-node-forgotten", ("REDIS-CLUSTER-SINGLE", "REDIS-CLUSTER-TOPOLOGY"),
+          "every other node CLUSTER FORGETs cache3:7001: it is no longer in their cluster (heal: MEET)",
+          _forget_apply, _forget_heal),
     Drift("redis-cluster-slot-unassigned", ("REDIS-CLUSTER-STATE-OK", "REDIS-CLUSTER-SLOTS"),
           f"cache3:7000 CLUSTER DELSLOTS {LAST_SLOT} (slot unassigned: cluster_state fail there)",
           _slot_apply, _slot_heal),

@@ -91,3 +91,8 @@ def test_restore_row_counts():
     assert chk.row_counts(out, "restored") == {"users": 3, "api_keys": 1}
     assert chk.row_counts(out, "live") == {"users": 4, "api_keys": 1}
     assert chk.row_counts("restore rc=3\n", "live") == {}
+
+
+def test_cpu_load_percent():
+    assert chk.cpu_load_percent("0.52 1.20 1.31 1/450 1592", "2\n") == (2, 1.2, 60.0)
+    assert chk.cpu_load_percent("3.9 3.4 3.0 5/450 1592", "4") == (4, 3.4, 85.0)  # >= 80: non-compliant

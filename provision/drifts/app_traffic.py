@@ -1,0 +1,92 @@
+"""Run ON web1 (python3 - MODE < this file) by the monitoring drifts app-errors / app-slow.
+
+The checks CHK-ERROR-RATE / CHK-RESPONSE-TIME-P95 read the last 5 minutes of the app's own
+metrics; these drifts change that window with real requests to the three instances:
+
+- errors: while cache1's Redis is paused 4 s, /health's Redis ping times out (2 s) -> 503;
+  enough fast requests follow so that the slow share stays < 5% (only the error rate breaks).
+- slow:   while Redis is paused 1.7 s, /health waits (< the 2 s timeout) -> 200 in ~1.7 s;
+  enough of them for > 5% of the window (only the p95 breaks).
+- heal:   fast requests until the window is compliant again (counters cannot be rewound).
+
+Each mode scales to the traffic Prometheus saw in the window, and waits until Prometheus sees
+the result (scrape interval 15 s). Redis password: REDISCLI_AUTH in the environment.
+"""
+
+import json
+import math
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+PROM = "http://127.0.0.1:9090/api/v1/query?query="
+APP = "http://127.0.0.1:800[0-2]/health"
+BATCH = 90  # concurrent requests per pause: under the app's 50 Redis connections per worker
+WINDOW = "5m"
+ERR = f'sum(increase(http_requests_total{{status=~"5.."}}[{WINDOW}]))'
+ALL = f"sum(increase(http_requests_total[{WINDOW}]))"
+P95 = f"histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[{WINDOW}])))"
+
+
+def value(query: str) -> float:
+    with urllib.request.urlopen(PROM + urllib.parse.quote(query), timeout=10) as resp:
+        result = json.load(resp)["data"]["result"]
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def requests(count: int, parallel: bool = False) -> None:
+    per = max(1, math.ceil(count / 3))
+    par = ["--parallel", "--parallel-max", str(BATCH)] if parallel else []
+    subprocess.run(["curl", "-s", *par, f"{APP}?n=[1-{per}]"], stdout=subprocess.DEVNULL, timeout=300)
+
+
+def paused(ms: int, count: int) -> None:
+    for _ in range(math.ceil(count / BATCH)):
+        subprocess.run(["redis-cli", "--no-auth-warning", "-h", "cache1", "-p", "6379",
+                        "CLIENT", "PAUSE", str(ms), "ALL"], check=True, stdout=subprocess.DEVNULL, timeout=10)
+        requests(min(BATCH, count), parallel=True)
+        time.sleep(ms / 1000)
+
+
+def wait_until(condition, seconds: int = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(3)
+    return False
+
+
+def share() -> tuple[float, float]:
+    total = value(ALL)
+    return (value(ERR) / total if total else 0.0), value(P95)
+
+
+def main(mode: str) -> int:
+    total = value(ALL)
+    if mode == "errors":
+        errors = math.ceil(0.03 * total) + 6
+        paused(4000, errors)
+        requests(max(0, 40 * errors - int(total)))
+        ok = wait_until(lambda: share()[0] >= 0.015 and share()[1] < 1)
+    elif mode == "slow":
+        paused(1700, math.ceil(0.15 * total) + 12)
+        ok = wait_until(lambda: share()[1] > 1.1 and share()[0] < 0.005)
+    else:  # heal: dilute until both are well inside the thresholds
+        ok = False
+        for _ in range(8):
+            errors, p95 = share()
+            if errors < 0.005 and p95 < 0.8:
+                ok = True
+                break
+            requests(max(900, int(value(ALL))))
+            time.sleep(17)
+    errors, p95 = share()
+    print(f"{mode}: error share {errors:.4f}, p95 {p95:.3f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
