@@ -368,7 +368,9 @@ def test_replica_is_in_recovery_and_streaming(server, pg, expected):
 @pytest.mark.requirement("PG-REPLICATION-LAG")
 def test_replication_lag_is_small(server, pg, expected):
     """Replay lag below wal_keep_size (64 MB): on the primary per WAL sender (current LSN - replay
-    LSN), on a replica between received and replayed WAL."""
+    LSN), on a replica between received and replayed WAL. In seconds too (pg_stat_replication's
+    replay_lag, on the primary) when the inventory sets audit_expected PG-REPLICATION-LAG
+    max_lag_seconds: the guide gives no time limit."""
     limit = float(expected("PG-REPLICATION-LAG")["max_lag_mb"]) * MB
     conn = pg(server)
     if "db_primary" in server.roles:
@@ -377,10 +379,13 @@ def test_replication_lag_is_small(server, pg, expected):
         rows = query(conn, "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint "
                            "AS replay_lag_bytes, extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float "
                            "AS seconds_since_last_replayed_transaction, pg_is_wal_replay_paused() AS paused")
-    compare("replay lag", rows, {"replay_lag_bytes": f"< {int(limit)}"})
+    seconds = expected("PG-REPLICATION-LAG").get("max_lag_seconds")  # optional, from the inventory
+    compare("replay lag", rows, {"replay_lag_bytes": f"< {int(limit)}", "replay_lag_seconds": f"< {seconds}"})
     lagging = [r for r in rows if (r["replay_lag_bytes"] or 0) >= limit]
     assert not lagging, (f"{server.name}: replay lag {[r['replay_lag_bytes'] // MB for r in lagging]} MB "
                          f">= {limit / MB:.0f} MB")
+    slow = [r for r in rows if seconds is not None and (r.get("replay_lag_seconds") or 0) >= float(seconds)]
+    assert not slow, f"{server.name}: replay lag {[r['replay_lag_seconds'] for r in slow]} s >= {seconds} s"
 
 
 PROBE_TABLE = "audit_probe.replication_marker"

@@ -23,10 +23,6 @@ START_SCRIPT = "/opt/pynomaly/start_production.sh"
 REPLICA = 3
 REPLICA_NAME, REPLICA_PORT = app_container_name(REPLICA), APP_PORTS[REPLICA - 1]
 HEALTHY_WAIT = 60
-# Gunicorn started as root chowns its log files to root (the shared volume, seen from web1):
-# the runtime drifts keep their owners and give them back when healing.
-LOG_OWNERS = f"{BACKUPS}/app-log-owners"
-LOG_FILES = "/var/log/pynomaly/access.log /var/log/pynomaly/error.log"
 
 
 def _health(ctx: Ctx) -> str | None:
@@ -36,15 +32,17 @@ def _health(ctx: Ctx) -> str | None:
 
 def _recreate(ctx: Ctx, *, user: str | None = None, env: dict | None = None,
               healthcheck: dict | None = None, command: list[str] | None = None,
-              image: str | None = None) -> None:
-    """Run replica 3 again from the same image, labels, restart policy and volume, with changes."""
+              image: str | None = None, shared_logs: bool = True) -> None:
+    """Run replica 3 again from the same image, labels, restart policy and volume, with changes.
+
+    shared_logs=False leaves out the log volume shared with web1: Gunicorn started as root
+    chowns its log files to root, which would lock the other instances out of them."""
     web1 = ctx.client.containers.get("web1")
     old = ctx.client.containers.get(REPLICA_NAME)
     image, labels = image or old.image.id, dict(old.labels)
     restart = old.attrs["HostConfig"]["RestartPolicy"]
     volumes = {m["Name"]: {"bind": m["Destination"], "mode": "rw"}
-               for m in old.attrs["Mounts"] if m.get("Type") == "volume"}
-    ctx.sh("web1", f"mkdir -p {BACKUPS} && stat -c '%u:%g %n' {LOG_FILES} > {LOG_OWNERS}")
+               for m in old.attrs["Mounts"] if m.get("Type") == "volume" and shared_logs}
     old.remove(force=True)
     kwargs: dict = {}
     if user:
@@ -66,8 +64,6 @@ def _restore(ctx: Ctx) -> None:
     old = containers.get(ctx.client, REPLICA_NAME)
     if old is not None:
         old.remove(force=True)
-    ctx.sh("web1", f"if [ -f {LOG_OWNERS} ]; then while read -r owner path; do chown \"$owner\" \"$path\";"
-                   f" done < {LOG_OWNERS}; rm -f {LOG_OWNERS}; fi")
     setup.apps(ctx.client, ctx.st, ctx.st.load()["images"]["app"])
     wait_for(f"{REPLICA_NAME} to be healthy", lambda: _health(ctx) == "healthy", timeout=HEALTHY_WAIT)
 
@@ -174,7 +170,7 @@ DRIFTS: tuple[Drift, ...] = (
           _unhealthy, _restore),
     Drift("app-replica-root-staging", ("APP-NON-ROOT-USER", "APP-HEALTHCHECK", "APP-COMPOSE-ENV-PRODUCTION"),
           f"{REPLICA_NAME} recreated as user root, with ENVIRONMENT=staging and HEALTHCHECK --retries=5",
-          *_recreated(user="root", env={"ENVIRONMENT": "staging"},
+          *_recreated(user="root", env={"ENVIRONMENT": "staging"}, shared_logs=False,
                       healthcheck={"test": ["CMD-SHELL", GUIDE_HEALTHCHECK], "interval": 30 * SECOND,
                                    "timeout": 10 * SECOND, "start_period": 5 * SECOND, "retries": 5})),
     Drift("app-replica-gunicorn-flags",

@@ -3,8 +3,9 @@
 The checks CHK-ERROR-RATE / CHK-RESPONSE-TIME-P95 read the last 5 minutes of the app's own
 metrics; these drifts change that window with real requests to the three instances:
 
-- errors: while cache1's Redis is paused 4 s, /health's Redis ping times out (2 s) -> 503;
-  enough fast requests follow so that the slow share stays < 5% (only the error rate breaks).
+- errors: while cache1's Redis denies PING to the app's user (ACL SETUSER default -ping, restored
+  with +ping right after: ACL LIST is the same again), /health answers 503 at once; ~3% of the
+  window, fast (only the error rate breaks).
 - slow:   while Redis is paused 1.7 s, /health waits (< the 2 s timeout) -> 200 in ~1.7 s;
   enough of them for > 5% of the window (only the p95 breaks).
 - heal:   fast requests until the window is compliant again (counters cannot be rewound).
@@ -42,10 +43,14 @@ def requests(count: int, parallel: bool = False) -> None:
     subprocess.run(["curl", "-s", *par, f"{APP}?n=[1-{per}]"], stdout=subprocess.DEVNULL, timeout=300)
 
 
+def redis(*args: str) -> None:
+    subprocess.run(["redis-cli", "--no-auth-warning", "-h", "cache1", "-p", "6379", *args],
+                   check=True, stdout=subprocess.DEVNULL, timeout=10)
+
+
 def paused(ms: int, count: int) -> None:
     for _ in range(math.ceil(count / BATCH)):
-        subprocess.run(["redis-cli", "--no-auth-warning", "-h", "cache1", "-p", "6379",
-                        "CLIENT", "PAUSE", str(ms), "ALL"], check=True, stdout=subprocess.DEVNULL, timeout=10)
+        redis("CLIENT", "PAUSE", str(ms), "ALL")
         requests(min(BATCH, count), parallel=True)
         time.sleep(ms / 1000)
 
@@ -67,9 +72,11 @@ def share() -> tuple[float, float]:
 def main(mode: str) -> int:
     total = value(ALL)
     if mode == "errors":
-        errors = math.ceil(0.03 * total) + 6
-        paused(4000, errors)
-        requests(max(0, 40 * errors - int(total)))
+        redis("ACL", "SETUSER", "default", "-ping")
+        try:
+            requests(math.ceil(0.03 * total) + 6)
+        finally:
+            redis("ACL", "SETUSER", "default", "+ping")
         ok = wait_until(lambda: share()[0] >= 0.015 and share()[1] < 1)
     elif mode == "slow":
         paused(1700, math.ceil(0.15 * total) + 12)

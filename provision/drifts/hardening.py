@@ -78,7 +78,8 @@ DRIFTS: tuple[Drift, ...] = (
     Drift("fail2ban-nginx-jail-stopped", ("SEC-FAIL2BAN-NGINX-HTTP-AUTH-JAIL",),
           "web1: fail2ban-client stop nginx-http-auth",
           lambda c: c.sh("web1", "fail2ban-client stop nginx-http-auth >/dev/null"),
-          lambda c: c.sh("web1", "fail2ban-client reload >/dev/null && fail2ban-client status nginx-http-auth >/dev/null")),
+          lambda c: c.sh("web1", "fail2ban-client reload >/dev/null"
+                                 " && fail2ban-client status nginx-http-auth >/dev/null")),
     Drift("aide-removed", ("SEC-AIDE-INSTALLED",),
           "cache1: aide removed as dpkg sees it (status deinstall, /usr/bin/aide gone; db kept)",
           _aide_apply, _aide_heal),

@@ -15,6 +15,8 @@ from loadtests import runner
 from provision import drifts
 from tests.integration.audit_runner import LOCAL_INVENTORY, inventory_variant, run_audit
 
+pytestmark = pytest.mark.timeout(900)  # the shared deployment's lock may be held by a drift experiment
+
 LOAD_DRIFTS = sorted(d.name for d in drifts.REGISTRY if d.opt_in == "load")
 NO_LOGIN = {"anonymous": 2, "static": 1, "api": 0}
 
