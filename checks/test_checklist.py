@@ -266,8 +266,17 @@ def restore_script(scratch: str, database: str, backup_dir: str) -> str:
 
 
 def row_counts(text: str, section: str) -> dict[str, int]:
-    part = text.split(f"--- {section}\n", 1)[1].split("\n---", 1)[0] if f"--- {section}\n" in text else ""
-    return {ln.split()[0]: int(ln.split()[1]) for ln in part.splitlines() if len(ln.split()) == 2}
+    """The "table count" lines after the `--- section` marker, up to the next marker."""
+    counts: dict[str, int] = {}
+    inside = False
+    for line in text.splitlines():
+        if line.startswith("--- "):
+            inside = line == f"--- {section}"
+            continue
+        parts = line.split()
+        if inside and len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts
 
 
 @pytest.mark.writes

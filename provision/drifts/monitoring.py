@@ -25,7 +25,7 @@ TARGET_DOWN = _wait(f"{_TARGETS} | grep -q '\"health\":\"down\"'")
 ALL_TARGETS_UP = _wait(f"! {_TARGETS} | grep -q -E '\"health\":\"(down|unknown)\"'")
 RELOAD = f"{PROM_RELOAD} && sleep 3 && {ALL_TARGETS_UP}"  # reloaded, and every target scraped again
 RELOAD_TARGET_DOWN = f"{PROM_RELOAD} && {TARGET_DOWN}"
-ALERT_FIRING = _wait(f"curl -sf {API}/alerts | grep -q '\"state\":\"firing\"'", 180)
+ALERT_FIRING = _wait(f"curl -sf {API}/alerts | grep -q '\"state\":\"firing\"'", 150)
 NO_ALERT = _wait(f"! curl -sf {API}/alerts | grep -q '\"state\":\"'", 90)
 
 

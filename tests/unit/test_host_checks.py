@@ -91,6 +91,9 @@ def test_restore_row_counts():
     assert chk.row_counts(out, "restored") == {"users": 3, "api_keys": 1}
     assert chk.row_counts(out, "live") == {"users": 4, "api_keys": 1}
     assert chk.row_counts("restore rc=3\n", "live") == {}
+    truncated = "restore rc=0\n--- restored\n--- live\nusers 4\n"  # nothing restored
+    assert chk.row_counts(truncated, "restored") == {}
+    assert chk.row_counts(truncated, "live") == {"users": 4}
 
 
 def test_cpu_load_percent():
