@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -39,6 +40,16 @@ SETTINGS = {
 }
 
 
+KEPT_ENV = ("SECRET_KEY", "JWT_SECRET", "REDIS_URL")  # nothing else of the environment is kept
+
+
+class SecretEnv(dict):
+    """The few environment values a check needs; never shown (tracebacks print fixture values)."""
+
+    def __repr__(self) -> str:
+        return f"SecretEnv({sorted(self)})"
+
+
 @pytest.fixture(scope="module")
 def instances(inventory) -> dict[str, dict]:
     """Container name -> {config: dump, env: {NAME: value}, cmd: str} for every app instance."""
@@ -52,9 +63,11 @@ def instances(inventory) -> dict[str, dict]:
         text = raw.decode(errors="replace") if raw else ""
         if code != 0:
             raise RuntimeError(f"{c.name}: the config dump failed ({code}): {text[-500:]}")
-        env = dict(e.split("=", 1) for e in c.attrs["Config"]["Env"] or [] if "=" in e)
-        for key in ("SECRET_KEY", "JWT_SECRET"):
-            register_secret(env.get(key))
+        env = SecretEnv(e.split("=", 1) for e in c.attrs["Config"]["Env"] or []
+                        if e.split("=", 1)[0] in KEPT_ENV and "=" in e)
+        for value in env.values():
+            register_secret(value)
+            register_secret(urlsplit(value).password if "://" in value else None)
         out[c.name] = {"config": json.loads(text[text.index("{"):]), "env": env,
                        "cmd": " ".join(c.attrs["Config"].get("Cmd") or []) + " " + " ".join(c.attrs["Args"] or [])}
     attach("config dump per instance", {n: i["config"] for n, i in out.items()}, kind="json")

@@ -51,6 +51,8 @@ def _app(action: str):
 def _prometheus(action: str):
     def run(ctx: Ctx) -> None:
         ctx.sh("web1", f"service prometheus {action} >/dev/null")
+        if action == "stop":
+            _until(ctx, "web1", "! curl -fsS --max-time 2 http://127.0.0.1:9090/-/healthy", "Prometheus stopped", 30)
         if action == "start":
             _until(ctx, "web1", "curl -fsS --max-time 3 http://127.0.0.1:9090/-/ready", "Prometheus ready")
     return run
@@ -75,9 +77,9 @@ def _cluster_off(ctx: Ctx) -> None:
                          f"cp -p {conf} {conf}.arch-drift && sed -i 's/^cluster-enabled yes/cluster-enabled no/' {conf}"
                          f" && service redis-cluster-{port} restart >/dev/null")
     deadline = time.monotonic() + 60
-    while "PONG" not in _redis_try(ctx, port, "ping"):
+    while "cluster_enabled:0" not in _redis_try(ctx, port, "info cluster"):
         if time.monotonic() > deadline:
-            raise ProvisionError(f"{CLUSTER_HOST}:{port} does not answer after the restart")
+            raise ProvisionError(f"{CLUSTER_HOST}:{port} is not standalone after the restart")
         time.sleep(1)
 
 
