@@ -50,7 +50,10 @@ def _app(action: str):
 
 def _prometheus(action: str):
     def run(ctx: Ctx) -> None:
-        ctx.sh("web1", f"service prometheus {action} >/dev/null")
+        if action == "stop":  # the init script's stop does not end the daemon in this container
+            ctx.sh("web1", "kill $(cat /run/prometheus/prometheus.pid)")
+        else:
+            ctx.sh("web1", "service prometheus start >/dev/null")
         if action == "stop":
             _until(ctx, "web1", "! curl -fsS --max-time 2 http://127.0.0.1:9090/-/healthy", "Prometheus stopped", 30)
         if action == "start":

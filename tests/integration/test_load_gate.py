@@ -27,7 +27,8 @@ def load_audit(tmp_path, **profile):
 
 
 def test_healthy_deployment_passes_the_load_gate(deployment, tmp_path):
-    run = load_audit(tmp_path, run_time=20, weights={"anonymous": 1, "api": 1, "static": 1})
+    with drifts.lock():  # no one else's drift experiment (e.g. a TLS drift) during the run
+        run = load_audit(tmp_path, run_time=20, weights={"anonymous": 1, "api": 1, "static": 1})
     assert run.exit_code == 0, run.explain()
     assert len(run.by_outcome("passed")) == 2, run.explain()
 
