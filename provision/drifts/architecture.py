@@ -58,6 +58,11 @@ def _prometheus(action: str):
             _until(ctx, "web1", "! curl -fsS --max-time 2 http://127.0.0.1:9090/-/healthy", "Prometheus stopped", 30)
         if action == "start":
             _until(ctx, "web1", "curl -fsS --max-time 3 http://127.0.0.1:9090/-/ready", "Prometheus ready")
+            # as before the drift: every target scraped once, Alertmanager discovered
+            _until(ctx, "web1", "! curl -fsS --max-time 3 http://127.0.0.1:9090/api/v1/targets | grep -qF "
+                                "'\"health\":\"unknown\"' && curl -fsS --max-time 3 "
+                                "http://127.0.0.1:9090/api/v1/alertmanagers | grep -qF '\"activeAlertmanagers\":[{'",
+                   "Prometheus targets scraped and Alertmanager discovered", 90)
     return run
 
 
