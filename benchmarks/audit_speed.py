@@ -74,7 +74,7 @@ def testssl_findings(address: str, name: str) -> tuple[float, dict]:
 
 
 def sslyze_findings(address: str, name: str) -> tuple[float, dict]:
-    from sslyze import Scanner, ScanCommand, ServerNetworkLocation, ServerScanRequest
+    from sslyze import ScanCommand, Scanner, ServerNetworkLocation, ServerScanRequest
 
     start = time.perf_counter()
     scanner = Scanner()

@@ -24,7 +24,8 @@ def test_root_storage_media(root, rotational, ssd):
 
 
 def test_memory_and_disk_parsing():
-    server = fake(meminfo="MemTotal:       16303448 kB\nMemAvailable: 1 kB", root_disk="/dev/sda1 107374182400 1 1 1% /")
+    server = fake(meminfo="MemTotal:       16303448 kB\nMemAvailable: 1 kB",
+                  root_disk="/dev/sda1 107374182400 1 1 1% /")
     assert prereq._memory_gib(server) == pytest.approx(15.55, abs=0.01)
     assert prereq._memory_gib(server) >= 16 * prereq.MEMORY_SLACK  # a 16 GB machine passes
     assert prereq._root_disk(server) == ("/dev/sda1", 107374182400)
