@@ -189,3 +189,11 @@ DRIFTS: tuple[Drift, ...] = (
           f"cache3:7000 CLUSTER DELSLOTS {LAST_SLOT} (slot unassigned: cluster_state fail there)",
           _slot_apply, _slot_heal),
 )
+
+
+def restore_failed_over_master(c: Ctx) -> None:
+    """After cache3 was down, cache3:7000's replica (cache1:7001) has taken over: fail back."""
+    wait("cache3:7000 answers", lambda: "PONG" in cli(c, "cache3", 7000, "ping"), seconds=90)
+    if role(c, "cache3", 7000) == "slave":
+        _failover_heal(c)
+    wait("all nodes connected", lambda: _all_connected(c), seconds=90)

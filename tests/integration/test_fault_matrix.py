@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from audit.outcomes import COULD_NOT_AUDIT, NON_COMPLIANT
 from provision import containers, docker_engine, drifts
+from provision.drifts import redis as redis_drifts
 from provision.state import State
 from provision.topology import PUBLIC_NAME
 from tests.integration.audit_runner import ROOT, inventory_variant, run_audit
@@ -25,9 +26,10 @@ from tests.integration.audit_runner import ROOT, inventory_variant, run_audit
 BOUND_S = 120  # no fault may make an audit of a few modules take longer than this
 
 
-def sh(host: str, cmd: str) -> str:
+def sh(host: str, cmd: str, auth: bool = False) -> str:
     client = docker_engine.client_or_none()
-    return containers.run(client.containers.get(host), cmd)[1]
+    env = {"REDISCLI_AUTH": State().secret("redis_password")} if auth else None
+    return containers.run(client.containers.get(host), cmd, env=env)[1]
 
 
 def need(module: str) -> str:
@@ -65,10 +67,17 @@ def fault(apply, heal):
             heal()
 
 
+def _restart_cache3(deployment) -> None:
+    """Start cache3 again, and fail its cluster master back if its replica took over meanwhile."""
+    docker_engine.client_or_none().containers.get("cache3").start()
+    deployment.up()
+    ctx, _, _ = drifts._ctx()
+    redis_drifts.restore_failed_over_master(ctx)
+
+
 def test_stopped_host_errors_for_that_host_only(deployment, tmp_path):
     client = docker_engine.client_or_none()
-    with fault(lambda: client.containers.get("cache3").stop(timeout=5),
-               lambda: (client.containers.get("cache3").start(), deployment.up())):
+    with fault(lambda: client.containers.get("cache3").stop(timeout=5), lambda: _restart_cache3(deployment)):
         run = timed("local", tmp_path, "checks/test_prerequisites.py")
     assert run.exit_code == COULD_NOT_AUDIT, run.explain()
     assert_errors_only_on(run, "cache3")
@@ -100,7 +109,10 @@ def test_postgresql_down_is_could_not_audit_for_that_host(deployment, tmp_path):
 
 def test_redis_down_is_could_not_audit_for_that_host(deployment, tmp_path):
     module = need("test_redis.py")
-    with fault(lambda: sh("cache1", "service redis-server stop"), lambda: sh("cache1", "service redis-server start")):
+    # not `service redis-server stop`: in these containers start-stop-daemon cannot match the process
+    stop = "redis-cli --no-auth-warning -p 6379 shutdown nosave >/dev/null 2>&1; true"
+    start = "rm -f /run/redis/redis-server.pid && service redis-server start >/dev/null"
+    with fault(lambda: sh("cache1", stop, auth=True), lambda: sh("cache1", start)):
         run = timed("local", tmp_path, module)
     errors = run.by_outcome("error")
     assert errors, run.explain()
