@@ -425,7 +425,7 @@ class Engine:
         env = dict(e.split("=", 1) for e in attrs["Config"].get("Env") or [] if "=" in e)
         processes = []
         if c.status == "running":
-            top = c.top(ps_args="-o pid,ppid,uid,args")
+            top = c.top(ps_args="-ww -o pid,ppid,uid,args")  # -ww: dockerd may run ps with 80 columns
             titles = [t.lower() for t in top["Titles"]]
             processes = [{"pid": r[titles.index("pid")], "ppid": r[titles.index("ppid")],
                           "uid": r[titles.index("uid")], "args": r[-1]} for r in top["Processes"] or []]
