@@ -44,8 +44,9 @@ MOZILLA_INTERMEDIATE = {
 
 # ---------------------------------------------------------------- the scan
 
-def scan_endpoint(hostname: str, address: str, port: int, ca_file: str | None) -> dict[str, Any]:
-    """One sslyze scan; the result as sslyze's JSON model (a dict)."""
+def scan_endpoint(hostname: str, address: str, port: int, ca_file: str | None,
+                  only: set[str] | None = None) -> dict[str, Any]:
+    """One sslyze scan (of every command the checks read, or `only` these); sslyze's JSON model."""
     from sslyze import (
         CertificateInfoExtraArgument,
         ScanCommand,
@@ -58,6 +59,8 @@ def scan_endpoint(hostname: str, address: str, port: int, ca_file: str | None) -
 
     commands = {ScanCommand(c) for c in (*PROTOCOL_COMMANDS.values(), *INFO_COMMANDS)}
     commands |= {ScanCommand.CERTIFICATE_INFO, ScanCommand.SESSION_RESUMPTION}
+    if only:
+        commands = {ScanCommand(c) for c in only}
     extra = ScanCommandsExtraArguments(
         certificate_info=CertificateInfoExtraArgument(custom_ca_file=Path(ca_file)) if ca_file else None)
     request = ServerScanRequest(server_location=ServerNetworkLocation(hostname=hostname, port=port,
@@ -305,6 +308,12 @@ def test_session_resumption(scan, endpoint):
     """"ssl_session_cache shared:SSL:10m; ssl_session_timeout 10m;": a client offering its previous
     session ID is resumed (the session cache, not only tickets)."""
     result = command_result(scan, "session_resumption")
+    if result["session_id_resumption_result"] == "PARTIALLY_SUPPORTED":
+        # some of sslyze's 5 resumptions failed: measure once more before calling it non-compliance
+        # (a cache that is off or too small fails again; a reload racing the scan does not)
+        attach("session resumption, first scan", result, kind="json")
+        rescan = scan_endpoint(endpoint.name, endpoint.address, endpoint.port, endpoint.ca, {"session_resumption"})
+        result = command_result(rescan, "session_resumption")
     compare("session resumption", result, {"session_id_resumption_result": "FULLY_SUPPORTED"})
     assert result["session_id_resumption_result"] == "FULLY_SUPPORTED", (
         f"{endpoint.name}: session ID resumption {result['session_id_resumption_result']} "
