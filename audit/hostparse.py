@@ -258,3 +258,19 @@ def memory_used_percent(meminfo: str) -> float:
     if not total or avail is None:
         raise ValueError("MemTotal/MemAvailable missing from /proc/meminfo")
     return 100.0 * (total - avail) / total
+
+
+def script_commands(text: str) -> list[str]:
+    """A shell script's command lines: comments and blank lines dropped, backslash continuations
+    joined, runs of whitespace collapsed (shared by every check that reads a script)."""
+    out, pending = [], ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1].strip() + " "
+            continue
+        out.append(" ".join((pending + line).split()))
+        pending = ""
+    return out

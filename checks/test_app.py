@@ -36,6 +36,7 @@ import yaml
 
 from audit import evidence
 from audit.evidence import MASK, attach, compare, mask_assignments
+from audit.hostparse import script_commands
 from audit.http import public_session
 from audit.marks import per_requirement
 
@@ -723,15 +724,8 @@ def test_env_redis_url(server, sourced, expected):
 
 # ---------------------------------------------------------------- start_production.sh
 
-def script_lines(text: str) -> list[str]:
-    """Commands of a shell script: comments dropped, backslash continuations joined."""
-    joined = re.sub(r"\\\n", " ", text)
-    return [" ".join(line.split()) for line in joined.splitlines()
-            if line.strip() and not line.strip().startswith("#")]
-
-
 def start_script_problems(text: str, env_file: str) -> list[str]:
-    lines = script_lines(text)
+    lines = script_commands(text)
     problems = []
     if not any(re.fullmatch(r"set -[a-z]*e[a-z]*( .*)?", line) for line in lines):
         problems.append("no `set -e`")
@@ -742,7 +736,7 @@ def start_script_problems(text: str, env_file: str) -> list[str]:
 
 def migration_order(text: str, steps: list[str]) -> list[int | None]:
     """Line index of each step (`python -m ...` also matches `python3 -m ...`), None when absent."""
-    lines = script_lines(text)
+    lines = script_commands(text)
     found = []
     for step in steps:
         pattern = re.escape(step).replace("python\\ ", "python3?\\ ").replace("python ", "python3? ")

@@ -16,7 +16,7 @@ import pytest
 from croniter import croniter
 
 from audit.evidence import attach, compare, mask_assignments
-from audit.hostparse import crontab_entries
+from audit.hostparse import crontab_entries, script_commands
 
 DB_DIR = "/opt/backups/postgres"
 APP_DIR = "/opt/backups/application"
@@ -93,10 +93,6 @@ def test_db_backup_script(server, expected):
     script_is_executable(server, "db_script", expected("BAK-DB-SCRIPT"))
 
 
-def script_lines(text: str) -> list[str]:
-    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-
-
 def shell_vars(text: str) -> dict[str, str]:
     return {m.group(1): m.group(2).strip().strip('"\'') for m in re.finditer(r"^\s*([A-Z_]+)=(.+)$", text, re.M)}
 
@@ -109,7 +105,7 @@ def test_db_backup_script_dumps(server, expected):
     text = facts(server)["db_script_text"]
     attach("backup_db.sh", mask_assignments(text))
     v = shell_vars(text)
-    lines = script_lines(text)
+    lines = script_commands(text)
     dump = next((ln for ln in lines if "pg_dump" in ln and "gzip" in ln), "")
     actual = {"backup_dir": v.get("BACKUP_DIR"), "database": v.get("DB_NAME"), "user": v.get("DB_USER"),
               "pipeline": "pg_dump | gzip" if re.search(r"pg_dump\b.*\|\s*gzip\b", dump) else dump or None,
@@ -126,7 +122,7 @@ def test_db_backup_script_dumps(server, expected):
 def _retention(server, key: str, script_key: str, pattern: str, max_days: int) -> None:
     files = backup_files(facts(server)[key], _now(server))
     text = facts(server)[script_key]
-    cleanup = [ln for ln in script_lines(text)
+    cleanup = [ln for ln in script_commands(text)
                if ln.startswith("find ") and pattern in ln and f"-mtime +{max_days}" in ln and "-delete" in ln]
     too_old = [f for f in files if f["age_hours"] > (max_days + 1) * 24]
     compare("retention", {"cleanup line": cleanup, "older than allowed": too_old, "backups": len(files)},
@@ -215,7 +211,7 @@ def test_app_backup_script_archives(server, expected):
     text = facts(server)["app_script_text"]
     attach("backup_app.sh", mask_assignments(text))
     v = shell_vars(text)
-    tar = next((ln for ln in script_lines(text) if ln.startswith("tar ")), "")
+    tar = next((ln for ln in script_commands(text) if ln.startswith("tar ")), "")
     actual = {"source": v.get("APP_DIR") if re.search(r"\$\{?APP_DIR\}?\s*$", tar) else None,
               "backup_dir": v.get("BACKUP_DIR") if "exists" in facts(server)["app_dir"] else "missing",
               "file_pattern": "pynomaly_app_%Y%m%d_%H%M%S.tar.gz"

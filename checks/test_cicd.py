@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from audit.evidence import attach, compare
+from audit.hostparse import script_commands
 
 WORKFLOW = ".github/workflows/deploy.yml"
 DEPLOY_SCRIPT = "scripts/deploy.sh"
@@ -109,21 +110,6 @@ def condition(text: str | None) -> str:
     m = re.fullmatch(r"\$\{\{(.*)\}\}", text, re.S)
     text = m.group(1) if m else text
     return " ".join(text.replace('"', "'").split())
-
-
-def script_commands(text: str) -> list[str]:
-    """deploy.sh's command lines: comments and blank lines dropped, continuations joined."""
-    out, pending = [], ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1].strip() + " "
-            continue
-        out.append(" ".join((pending + line).split()))
-        pending = ""
-    return out
 
 
 def first_index(lines: list[str], needle: str) -> int | None:

@@ -17,6 +17,7 @@ from croniter import croniter
 
 from audit import services
 from audit.evidence import attach, compare, mask_assignments
+from audit.hostparse import script_commands
 from audit.marks import per_requirement
 
 SCRIPTS = {
@@ -53,21 +54,6 @@ def maint(server, inventory) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- parsing (unit-tested)
-
-def script_lines(text: str) -> list[str]:
-    """The script's commands: comments and blank lines dropped, continuations joined."""
-    out, pending = [], ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        out.append((pending + line).strip())
-        pending = ""
-    return out
-
 
 def words(line: str) -> list[str]:
     try:
@@ -231,7 +217,7 @@ def test_maintenance_script_is_scheduled(server, maint, expected, req_id):
 def _lines(maint: dict, period: str) -> list[str]:
     text = maint[f"script_{period}"]
     attach(f"{period}_maintenance.sh", mask_assignments(text))
-    return script_lines(text)
+    return script_commands(text)
 
 
 def assert_step(server, maint, period: str, what: str, *needles: str) -> str:

@@ -55,8 +55,8 @@ def test_special_schedules():
                         "command": "/opt/pynomaly/scripts/daily_maintenance.sh"}]
 
 
-def test_script_lines_and_disk_alert():
-    daily = m.script_lines((FILES / "daily_maintenance.sh").read_text())
+def test_script_commands_and_disk_alert():
+    daily = m.script_commands((FILES / "daily_maintenance.sh").read_text())
     assert m.disk_alert_percent(daily) == 90
     assert m.find_line(daily, "curl -f http://localhost/health", "ALERT: Health check failed")
     drifted = [line.replace("9[0-9]%", "9[5-9]%") for line in daily]
@@ -67,15 +67,15 @@ def test_script_lines_and_disk_alert():
 
 
 def test_guide_scripts_have_every_step():
-    weekly = m.script_lines((FILES / "weekly_maintenance.sh").read_text())
-    monthly = m.script_lines((FILES / "monthly_maintenance.sh").read_text())
+    weekly = m.script_commands((FILES / "weekly_maintenance.sh").read_text())
+    monthly = m.script_commands((FILES / "monthly_maintenance.sh").read_text())
     assert m.find_line(weekly, "apt update")
     assert m.find_line(weekly, "apt list --upgradable")
     assert m.find_line(weekly, "find", "/var/log/pynomaly", "*.log.*", "-mtime +30", "-delete")
     assert m.find_line(monthly, "psql", "VACUUM ANALYZE")
     assert m.find_line(monthly, "unattended-upgrade --dry-run")
     assert not m.find_line(["# pip list --outdated"], "pip list --outdated") or True
-    assert m.script_lines("# pip list --outdated\n") == []
+    assert m.script_commands("# pip list --outdated\n") == []
 
 
 def test_parse_stat():
