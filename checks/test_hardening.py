@@ -44,7 +44,9 @@ def hardening_commands(roles) -> dict[str, str]:
         "aide_db": "stat -c '%n %s' /var/lib/aide/aide.db 2>&1",
         "unattended": "unattended-upgrade --dry-run >/dev/null 2>&1; echo rc=$?",
         "apt_lists": "ls /var/lib/apt/lists 2>/dev/null",
-        "apt_simulate": "out=$(apt-get -s -o Debug::NoLocking=1 dist-upgrade 2>&1); rc=$?; "
+        # no lock, and the package cache built in memory: apt would otherwise rewrite pkgcache.bin
+        "apt_simulate": "out=$(apt-get -s -o Debug::NoLocking=1 -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache="
+                        " dist-upgrade 2>&1); rc=$?; "
                         "printf '%s\\n' \"$out\" | grep -E '^(Inst|E:|W:)'; echo rc=$rc",
     }
     if "app" in roles:

@@ -91,7 +91,7 @@ def create_host(client: docker.DockerClient, h: Host, image: str, labels: dict[s
     """Create (not start) the container of host ``h`` on the deployment network."""
     api = client.api
     host_config = api.create_host_config(
-        port_bindings={f"{p}/tcp": (h.public_ip, p) for p in h.ports},
+        port_bindings={f"{p}/tcp": [(h.public_ip, p), (h.second_ip, p)] for p in h.ports},
         cap_add=["NET_ADMIN"], init=True, shm_size="256m",
         extra_hosts=extra_hosts or {}, binds=binds or {},
         restart_policy={"Name": "unless-stopped"},

@@ -161,6 +161,7 @@ def files_for(h: Host, st: State) -> list[File | Dir]:
 def config_hash(h: Host, st: State, image: str) -> str:
     """Digest of everything placed in ``h``: a running container with it is up to date."""
     digest = hashlib.sha256(image.encode())
+    digest.update(f"{h.public_ip},{h.second_ip},{h.ports}".encode())
     for item in files_for(h, st):
         digest.update(f"{item.dest}|{item.mode:o}|{item.owner}".encode())
         if isinstance(item, File):

@@ -87,7 +87,7 @@ class State:
             pub = self.host_key_path(h.name).with_suffix(".pub").read_text().split()
             # Both spellings: the contract's "[addr]:22" and the plain one OpenSSH
             # looks up when the port is 22.
-            lines.append(f"[{h.public_ip}]:22,{h.public_ip} {pub[0]} {pub[1]}")
+            lines.append(f"[{h.public_ip}]:22,{h.public_ip},[{h.second_ip}]:22,{h.second_ip} {pub[0]} {pub[1]}")
         self.known_hosts.write_text("\n".join(lines) + "\n")
 
     def _write_ssh_config(self) -> None:

@@ -8,7 +8,9 @@ in .state/deployment.json; `heal` reverts them in reverse order.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,11 +51,36 @@ class Drift:
     apply: Callable[[Ctx], None]
     heal: Callable[[Ctx], None]
     opt_in: str = ""  # only checks under this marker (e.g. "load") see it: the matrix skips it
+    # For the drift matrix, which applies drifts together when nothing they touch is shared
+    # (filled in from SHARED and ALONE below):
+    touches: tuple[str, ...] = ()  # shared things it changes or restarts
+    alone: bool = False  # it disturbs what others rely on: never applied together with another
+
+
+# Drifts that change or restart the same thing cannot be applied together: one's heal would undo
+# or trip over the other's (a recreated container loses the other's edit and its backup).
+SHARED = {
+    "app-3": ("app-replica-unhealthy", "app-replica-root-staging", "app-replica-gunicorn-flags",
+              "app-image-expose-9000", "app-restart-policy-always"),
+    "app-2": ("perf-db-pool-shrunk", "perf-redis-pool-no-keepalive", "perf-cache-db0-60s",
+              "perf-rate-limit-in-memory", "perf-logging-debug", "perf-jwt-hs512-1day",
+              "perf-secret-key-placeholder"),
+    "redis-cluster": ("redis-cluster-failover", "redis-cluster-replica-moved", "redis-cluster-node-forgotten",
+                      "redis-cluster-slot-unassigned"),
+    "pg-replication": ("pg-replica-detached", "pg-replay-paused", "arch-replica-no-hot-standby"),
+}
+# Drifts that take away something every area or drift relies on: a daemon or an app instance
+# down (Prometheus reloads wait for their targets), the app's database login, a configuration
+# that cannot be reloaded, a full cache, an open firewall.
+ALONE = ("app-replica-stopped", "arch-app-instance-stopped", "pg-password-placeholder", "pg-app-role-nologin",
+         "postgres-exporter-stopped", "redis-exporter-stopped", "alertmanager-stopped", "arch-prometheus-stopped",
+         "nginx-config-invalid", "prometheus-config-invalid", "redis-cluster-node-stopped",
+         "arch-redis-node-standalone", "redis-memory-full", "ufw-disabled")
 
 
 def edit_file(host: str, path: str, sed: str, reload: str, name: str) -> tuple[Callable, Callable]:
     """apply/heal pair: keep the original, edit it with ``sed``, run ``reload``; restore it."""
-    backup = f"{BACKUPS}/{name}"
+    backup = f"{BACKUPS}/{name}.{hashlib.sha256(f'{path}|{sed}'.encode()).hexdigest()[:8]}"  # one per edit
 
     def apply(ctx: Ctx) -> None:
         ctx.sh(host, f"mkdir -p {BACKUPS} && cp -p {path} {backup} && sed -i {sed} {path}"
@@ -81,7 +108,12 @@ def _registry() -> tuple[Drift, ...]:
     modules += (architecture, cicd, maintenance, performance, scaling)
     from . import checklist  # issue 4: Monitoring Checklist, host parts
     modules += (checklist,)
-    drifts = tuple(d for m in modules for d in m.DRIFTS)
+    shared = {name: tuple(k for k, names in SHARED.items() if name in names) for v in SHARED.values() for name in v}
+    drifts = tuple(dataclasses.replace(d, touches=shared.get(d.name, ()), alone=d.name in ALONE)
+                   for m in modules for d in m.DRIFTS)
+    unknown = set(ALONE).union(*SHARED.values()) - {d.name for d in drifts}
+    if unknown:
+        raise ProvisionError(f"SHARED/ALONE name unknown drifts: {', '.join(sorted(unknown))}")
     names = [d.name for d in drifts]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
@@ -174,11 +206,19 @@ def heal() -> None:
     if not applied:
         step("no drift applied; nothing to heal")
         return
+    failed = []
     for name in reversed(list(applied)):
         step(f"healing {name}")
-        by_name(name).heal(ctx)
+        try:
+            by_name(name).heal(ctx)
+        except ProvisionError as exc:  # heal the others anyway; the record keeps this one
+            failed.append(f"{name}: {exc}")
+            continue
         applied.remove(name)
         st.save(record)
+    if failed:
+        raise ProvisionError("could not heal:\n" + "\n".join(failed) +
+                             "\n(`python -m provision down && python -m provision up` starts afresh)")
     step("healed")
 
 

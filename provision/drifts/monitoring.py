@@ -23,12 +23,14 @@ def _wait(condition: str, seconds: int = 45) -> str:
 _TARGETS = f"curl -sf '{API}/targets?state=active'"
 TARGET_DOWN = _wait(f"{_TARGETS} | grep -q '\"health\":\"down\"'")
 ALL_TARGETS_UP = _wait(f"! {_TARGETS} | grep -q -E '\"health\":\"(down|unknown)\"'")
+ALL_TARGETS_SCRAPED = _wait(f"! {_TARGETS} | grep -q '\"health\":\"unknown\"'")
 _CONFIG_TIME = f"curl -sf {API}/status/runtimeinfo | grep -o '\"lastConfigTime\":\"[^\"]*\"'"
 RULES_EVALUATED = _wait(f"! curl -sf {API}/rules | grep -q '\"health\":\"unknown\"'")
 # reloaded (the config time changed), every target scraped and every rule evaluated again: a
-# reload resets targets and rules to health "unknown" until their next scrape / evaluation
+# reload resets targets and rules to health "unknown" until their next scrape / evaluation.
+# Scraped, not up: a target another drift took down stays down, and that drift's heal waits for it.
 _CONFIG_CHANGED = _wait(f'[ "$({_CONFIG_TIME})" != "$t0" ]', 30)
-RELOAD = f"t0=$({_CONFIG_TIME}); {PROM_RELOAD} && {_CONFIG_CHANGED} && {ALL_TARGETS_UP} && {RULES_EVALUATED}"
+RELOAD = f"t0=$({_CONFIG_TIME}); {PROM_RELOAD} && {_CONFIG_CHANGED} && {ALL_TARGETS_SCRAPED} && {RULES_EVALUATED}"
 RELOAD_TARGET_DOWN = f"{PROM_RELOAD} && {TARGET_DOWN}"
 ALERT_FIRING = _wait(f"curl -sf {API}/alerts | grep -q '\"state\":\"firing\"'", 150)
 NO_ALERT = _wait(f"! curl -sf {API}/alerts | grep -q '\"state\":\"'", 90)
