@@ -181,6 +181,15 @@ def fail2ban_values(text: str) -> dict[str, dict[str, str]]:
     return out
 
 
+def fail2ban_answers(text: str, asked: list[tuple[str, str]]) -> dict[str, dict[str, str]]:
+    """`fail2ban-client -i` fed "get JAIL KEY" lines (in `asked` order) -> {jail: {key: value}}.
+
+    Each answer follows a "fail2ban> " prompt; the banner comes before the first one."""
+    answers = text.split("fail2ban> ")[1:len(asked) + 1]  # after the last one: the EOF complaint
+    lines = [f"{j} {k} {' '.join(a.split())}" for (j, k), a in zip(asked, answers, strict=False)]
+    return fail2ban_values("\n".join(lines))
+
+
 def ini_sections(text: str) -> dict[str, dict[str, str]]:
     """jail.local-style INI -> {section: {key: value}} (no interpolation, DEFAULT kept apart)."""
     parser = configparser.RawConfigParser(strict=False, default_section="__none__")

@@ -61,6 +61,8 @@ def query(conn, sql: str, params: tuple = ()) -> list[dict]:
 def redis(server: Server, inventory: Inventory, port: int = 6379, db: int = 0):
     """A redis-py client for Redis on `server` (port seen from the host), secret `redis_password`."""
     import redis as redis_py
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     from audit.evidence import register_secret
 
@@ -73,7 +75,7 @@ def redis(server: Server, inventory: Inventory, port: int = 6379, db: int = 0):
     register_secret(password)
     client = redis_py.Redis(host=address, port=local_port, db=db, password=password,
                             socket_timeout=10, socket_connect_timeout=CONNECT_TIMEOUT,
-                            decode_responses=True)
+                            decode_responses=True, retry=Retry(NoBackoff(), 0))  # report at once, no retries
     with _lock:
         _redis[key] = client
     return client

@@ -14,8 +14,8 @@ from audit.hostparse import (
     SERVER_ROLES,
     apt_index_files,
     apt_pending,
+    fail2ban_answers,
     fail2ban_jails,
-    fail2ban_values,
     ini_sections,
 )
 from audit.marks import per_requirement
@@ -23,6 +23,7 @@ from audit.marks import per_requirement
 PACKAGES = ("fail2ban", "aide", "rkhunter", "unattended-upgrades")
 JAILS = ("sshd", "nginx-http-auth")
 JAIL_KEYS = ("bantime", "findtime", "maxretry", "logpath")
+JAIL_QUESTIONS = [(j, k) for j in JAILS for k in JAIL_KEYS]
 APP_DIR = "/opt/pynomaly"
 ENV_FILE = "/opt/pynomaly/.env.production"
 PG_FILES = ("SHOW config_file", "SHOW hba_file")
@@ -32,14 +33,13 @@ EVERY_SERVER = pytest.mark.roles(*SERVER_ROLES)  # "every host": the servers, no
 
 def hardening_commands(roles) -> dict[str, str]:
     """What this area reads from a host (by its roles)."""
-    jails, keys = " ".join(JAILS), " ".join(JAIL_KEYS)
+    asked = "".join(f"get {j} {k}\\n" for j, k in JAIL_QUESTIONS)
     cmds = {
         "packages": "dpkg-query -W -f='${Package} ${db:Status-Status} ${Version}\\n' "
                     + " ".join(PACKAGES) + " 2>&1",
         "f2b_ping": "fail2ban-client ping 2>&1; echo rc=$?",
         "f2b_status": "fail2ban-client status 2>&1",
-        "f2b_values": f"for j in {jails}; do for k in {keys}; do printf '%s %s ' $j $k; "
-                      "fail2ban-client get $j $k 2>&1 | tr '\\n' ' '; echo; done; done",
+        "f2b_values": f"printf '{asked}' | fail2ban-client -i 2>&1",  # one client process for every value
         "jail_local": "cat /etc/fail2ban/jail.local 2>&1",
         "aide_db": "stat -c '%n %s' /var/lib/aide/aide.db 2>&1",
         "unattended": "unattended-upgrade --dry-run >/dev/null 2>&1; echo rc=$?",
@@ -112,10 +112,10 @@ def test_fail2ban_defaults(server, expected):
 def _jail_check(server, jail: str, want: dict) -> None:
     data = facts(server)
     attach("fail2ban-client status", data["f2b_status"])
-    attach(f"fail2ban-client get {jail} ...", data["f2b_values"])
+    attach("fail2ban-client -i: get JAIL KEY ...", data["f2b_values"])
     running = fail2ban_jails(data["f2b_status"])
     assert jail in running, f"{server.name}: fail2ban jail {jail} is not active (active: {running or 'none'})"
-    live = fail2ban_values(data["f2b_values"]).get(jail, {})
+    live = fail2ban_answers(data["f2b_values"], JAIL_QUESTIONS).get(jail, {})
     section = ini_sections(data["jail_local"]).get(jail, {})
     actual = {"enabled": section.get("enabled"), "filter": section.get("filter"),
               "port": section.get("port"), "logpath": live.get("logpath"), "maxretry": live.get("maxretry"),

@@ -20,6 +20,8 @@ import contextlib
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from audit.evidence import attach, compare
 from audit.redisinfo import (
@@ -45,7 +47,8 @@ def _client(server, port: int, password: str | None) -> redis.Redis:
     host, local = server.forward(port)
     return redis.Redis(host=host, port=local, password=password, socket_connect_timeout=TIMEOUT,
                        socket_timeout=TIMEOUT, decode_responses=True, client_name="pynomaly-audit",
-                       protocol=2)  # RESP2: an unauthenticated command gets NOAUTH (RESP3 starts with HELLO)
+                       protocol=2,  # RESP2: an unauthenticated command gets NOAUTH (RESP3 starts with HELLO)
+                       retry=Retry(NoBackoff(), 0))  # an audit reports at once (redis-py retries 3x with backoff)
 
 
 @pytest.fixture(scope="session")

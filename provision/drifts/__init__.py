@@ -75,7 +75,7 @@ SHARED = {
 ALONE = ("app-replica-stopped", "arch-app-instance-stopped", "pg-password-placeholder", "pg-app-role-nologin",
          "postgres-exporter-stopped", "redis-exporter-stopped", "alertmanager-stopped", "arch-prometheus-stopped",
          "nginx-config-invalid", "prometheus-config-invalid", "redis-cluster-node-stopped",
-         "arch-redis-node-standalone", "redis-memory-full", "ufw-disabled")
+         "arch-redis-node-standalone", "redis-memory-full", "ufw-disabled", "app-errors", "app-slow")
 
 
 def edit_file(host: str, path: str, sed: str, reload: str, name: str) -> tuple[Callable, Callable]:
@@ -194,7 +194,12 @@ def apply(name: str) -> None:
         step(f"drift {name} is already applied")
         return
     step(f"applying drift {name}: {drift.description}")
-    drift.apply(ctx)
+    try:
+        drift.apply(ctx)
+    except Exception:  # half applied is still applied: undo what can be undone, then say so
+        with contextlib.suppress(Exception):
+            drift.heal(ctx)
+        raise
     applied.append(name)
     st.save(record)
     step(f"breaks: {', '.join(drift.requirements)}  (undo: python -m provision heal)")

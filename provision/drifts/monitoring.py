@@ -15,25 +15,30 @@ DASHBOARD = "/etc/grafana/dashboards/pynomaly.json"
 API = "http://127.0.0.1:9090/api/v1"
 
 
-def _wait(condition: str, seconds: int = 45) -> str:
-    """Shell: poll `condition` once a second until it holds (fail after `seconds`)."""
-    return f"(i=0; until {condition}; do i=$((i+1)); [ $i -ge {seconds} ] && exit 1; sleep 1; done)"
+def _wait(condition: str, seconds: int = 45, what: str = "") -> str:
+    """Shell: poll `condition` once a second until it holds (fail after `seconds`, saying what for)."""
+    fail = f"{{ echo 'gave up after {seconds}s waiting for {what or 'the condition'}' >&2; exit 1; }}"
+    return f"(i=0; until {condition}; do i=$((i+1)); [ $i -ge {seconds} ] && {fail}; sleep 1; done)"
 
 
 _TARGETS = f"curl -sf '{API}/targets?state=active'"
-TARGET_DOWN = _wait(f"{_TARGETS} | grep -q '\"health\":\"down\"'")
-ALL_TARGETS_UP = _wait(f"! {_TARGETS} | grep -q -E '\"health\":\"(down|unknown)\"'")
-ALL_TARGETS_SCRAPED = _wait(f"! {_TARGETS} | grep -q '\"health\":\"unknown\"'")
+TARGET_DOWN = _wait(f"{_TARGETS} | grep -q '\"health\":\"down\"'", what="a target down")
+ALL_TARGETS_UP = _wait(f"! {_TARGETS} | grep -q -E '\"health\":\"(down|unknown)\"'", what="every target up")
+ALL_TARGETS_SCRAPED = _wait(f"! {_TARGETS} | grep -q '\"health\":\"unknown\"'", what="every target scraped")
+# after a reload, the notifier has no Alertmanager until discovery ran again (the list is empty)
+ALERTMANAGER_ACTIVE = _wait(f"curl -sf {API}/alertmanagers | grep -q '\"activeAlertmanagers\":\\[{{'",
+                            what="an active Alertmanager")
 _CONFIG_TIME = f"curl -sf {API}/status/runtimeinfo | grep -o '\"lastConfigTime\":\"[^\"]*\"'"
-RULES_EVALUATED = _wait(f"! curl -sf {API}/rules | grep -q '\"health\":\"unknown\"'")
+RULES_EVALUATED = _wait(f"! curl -sf {API}/rules | grep -q '\"health\":\"unknown\"'", what="every rule evaluated")
 # reloaded (the config time changed), every target scraped and every rule evaluated again: a
 # reload resets targets and rules to health "unknown" until their next scrape / evaluation.
 # Scraped, not up: a target another drift took down stays down, and that drift's heal waits for it.
-_CONFIG_CHANGED = _wait(f'[ "$({_CONFIG_TIME})" != "$t0" ]', 30)
-RELOAD = f"t0=$({_CONFIG_TIME}); {PROM_RELOAD} && {_CONFIG_CHANGED} && {ALL_TARGETS_SCRAPED} && {RULES_EVALUATED}"
+_CONFIG_CHANGED = _wait(f'[ "$({_CONFIG_TIME})" != "$t0" ]', 30, "a new configuration load")
+RELOAD = (f"t0=$({_CONFIG_TIME}); {PROM_RELOAD} && {_CONFIG_CHANGED} && {ALL_TARGETS_SCRAPED} && {RULES_EVALUATED}"
+          f" && {ALERTMANAGER_ACTIVE}")
 RELOAD_TARGET_DOWN = f"{PROM_RELOAD} && {TARGET_DOWN}"
-ALERT_FIRING = _wait(f"curl -sf {API}/alerts | grep -q '\"state\":\"firing\"'", 150)
-NO_ALERT = _wait(f"! curl -sf {API}/alerts | grep -q '\"state\":\"'", 90)
+ALERT_FIRING = _wait(f"curl -sf {API}/alerts | grep -q '\"state\":\"firing\"'", 150, "an alert firing")
+NO_ALERT = _wait(f"! curl -sf {API}/alerts | grep -q '\"state\":\"'", 90, "no alert pending or firing")
 
 
 def _config(name: str, sed: str, reload: str = RELOAD) -> tuple:
@@ -77,11 +82,6 @@ def _rules_moved() -> tuple:
     return apply, heal
 
 
-# NOT REGISTERED yet (CHK-ERROR-RATE / CHK-RESPONSE-TIME-P95): drifts "app-errors" and "app-slow"
-# built on this helper worked by hand (CHK-ERROR-RATE red at 4.8%) but failed in the matrix while
-# load tests ran concurrently; to be proven before adding them to DRIFTS:
-#   Drift("app-errors", ("CHK-ERROR-RATE",), "...", *_app_traffic("errors"))
-#   Drift("app-slow", ("CHK-RESPONSE-TIME-P95",), "...", *_app_traffic("slow"))
 def _app_traffic(mode: str) -> tuple:
     """apply/heal pair running provision/drifts/app_traffic.py on web1 (see its docstring):
     real requests that break the 5-minute window (errors or slow), then dilute it again."""
@@ -95,6 +95,14 @@ def _app_traffic(mode: str) -> tuple:
 
 
 DRIFTS: tuple[Drift, ...] = (
+    # The checks read the app's last 5 minutes: these two change that window with real requests
+    # (and heal it by diluting it); they are ALONE, as any other traffic would dilute them.
+    Drift("app-errors", ("CHK-ERROR-RATE",),
+          "web1: ~3% of the last 5 minutes' requests answered 503 (Redis denies the app's PING for a moment)",
+          *_app_traffic("errors")),
+    Drift("app-slow", ("CHK-RESPONSE-TIME-P95",),
+          "web1: >5% of the last 5 minutes' requests take ~1.7 s (Redis paused while they wait on it)",
+          *_app_traffic("slow")),
     Drift("prometheus-rule-for", ("MON-ALERT-HIGH-ERROR-RATE",),
           "web1: HighErrorRate 'for: 5m' changed to 'for: 1m', Prometheus reloaded",
           *edit_file(HOST, RULES, r"'/alert: HighErrorRate/,/for:/s/for: 5m/for: 1m/'", RELOAD,

@@ -174,15 +174,16 @@ def test_drifts_turn_exactly_their_requirements_red(deployment, tmp_path, batch,
         if len(batch.drifts) == 1:
             raise
         with capsys.disabled():
-            print(f"\n  the batch failed ({str(exc).splitlines()[0][:200]}): every drift alone", end="")
-        suspects = list(batch.drifts)
+            print(f"\n  the batch failed ({' | '.join(str(exc).splitlines()[:3])[:300]}): every drift alone",
+                  end="")
+        suspects, run = list(batch.drifts), None
     batch_seconds = time.monotonic() - started
     problems = []
     for drift in suspects:  # the verdict that counts is the drift's own run
         alone = audit_with([drift], modules_for(drift.requirements), tmp_path / drift.name)
         mine = verdict(alone, drift)
         problems += [p + "\n" + alone.explain() for p in mine]
-        if not mine and len(batch.drifts) > 1:
+        if not mine and run is not None:
             with capsys.disabled():
                 print(f"\n  {drift.name}: red only next to {', '.join(d.name for d in batch.drifts if d is not drift)}"
                       f" (an interaction of the batch); alone it is exact")

@@ -8,6 +8,7 @@ from audit.hostparse import (
     apt_pending,
     crontab_entries,
     df_usage,
+    fail2ban_answers,
     fail2ban_jails,
     fail2ban_values,
     ini_sections,
@@ -126,6 +127,15 @@ def test_fail2ban_parsing():
                              "nginx-http-auth maxretry 5 \n")
     assert values == {"sshd": {"bantime": "3600", "maxretry": "3", "logpath": "/var/log/auth.log"},
                       "nginx-http-auth": {"maxretry": "5"}}
+    captured = ("Fail2Ban v1.0.2 reads log file that contains password failure report\nand bans the corresponding"
+                " IP addresses using firewall rules.\n\nfail2ban> 3600\nfail2ban> 600\nfail2ban> Current monitored"
+                " log file(s):\n`- /var/log/auth.log\nfail2ban> Sorry but the jail 'nginx-http-auth' does not exist\n"
+                "fail2ban> 2026-11-26 08:14:29,435 fail2ban [4768]: ERROR   EOF when reading a line\n")
+    asked = [("sshd", "bantime"), ("sshd", "findtime"), ("sshd", "logpath"), ("nginx-http-auth", "maxretry")]
+    assert fail2ban_answers(captured, asked) == {
+        "sshd": {"bantime": "3600", "findtime": "600", "logpath": "/var/log/auth.log"},
+        "nginx-http-auth": {"maxretry": "Sorry but the jail 'nginx-http-auth' does not exist"}}
+    assert fail2ban_answers("ERROR  Failed to access socket path", asked) == {}
     ini = ini_sections("[DEFAULT]\nbantime = 3600\nfindtime = 600\n[sshd]\nenabled = true\nport = ssh\n")
     assert ini["DEFAULT"]["bantime"] == "3600"
     assert ini["sshd"] == {"enabled": "true", "port": "ssh"}
