@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import statistics
 import subprocess
@@ -33,14 +34,18 @@ LOCAL = ROOT / "inventories" / "local.yml"
 sys.path.insert(0, str(ROOT))
 
 
-def timed_audit(*args: str, hosts: str = "local") -> tuple[float, dict, int]:
-    """Wall seconds, per-host transport stats and the exit code of one audit run."""
+def timed_audit(*args: str, hosts: str = "local") -> tuple[float, dict, int, float]:
+    """Wall seconds, per-host transport stats, the exit code and the runner's CPU seconds (pytest,
+    its xdist workers and SSH clients; not the hosts' side) of one audit run."""
     out = Path(tempfile.mkdtemp(prefix="bench-"))
     cmd = [sys.executable, "-m", "pytest", f"--hosts={hosts}", "-q", "-p", "no:cacheprovider",
            f"--alluredir={out / 'allure-results'}", f"--junitxml={out / 'junit.xml'}", *args]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     stats: dict[str, dict[str, int]] = {}
     for path in (out / "transport-stats").glob("*.json"):
         for host, entry in json.loads(path.read_text()).items():
@@ -48,7 +53,7 @@ def timed_audit(*args: str, hosts: str = "local") -> tuple[float, dict, int]:
             for key, value in entry.items():
                 agg[key] += value
     shutil.rmtree(out, ignore_errors=True)
-    return wall, stats, proc.returncode
+    return wall, stats, proc.returncode, cpu
 
 
 def bench_workers(repeat: int) -> dict:
@@ -94,8 +99,10 @@ def bench_hosts(repeat: int) -> dict:
             runs = [timed_audit("-n", "auto", hosts=hosts) for _ in range(repeat)]
             rows[label] = {"wall_s": round(statistics.median(r[0] for r in runs), 2),
                            "runs": [round(r[0], 2) for r in runs], "exit_codes": [r[2] for r in runs],
-                           "hosts_audited": len(runs[0][1])}
+                           "hosts_audited": len(runs[0][1]),
+                           "runner_cpu_s": round(statistics.median(r[3] for r in runs), 2)}
         rows["ratio"] = round(rows["12 hosts"]["wall_s"] / rows["6 hosts"]["wall_s"], 2)
+        rows["runner_cpu_ratio"] = round(rows["12 hosts"]["runner_cpu_s"] / rows["6 hosts"]["runner_cpu_s"], 2)
         return rows
     finally:
         twelve.unlink(missing_ok=True)
@@ -157,7 +164,9 @@ def print_results(results: dict) -> None:
     if "hosts" in results:
         h = results["hosts"]
         print(f"\n6 hosts: {h['6 hosts']['wall_s']} s, 12 hosts: {h['12 hosts']['wall_s']} s "
-              f"(-n auto; ratio {h['ratio']}; exit codes {h['6 hosts']['exit_codes']} / {h['12 hosts']['exit_codes']})")
+              f"(-n auto; ratio {h['ratio']}; exit codes {h['6 hosts']['exit_codes']} / {h['12 hosts']['exit_codes']});"
+              f" the runner's CPU: {h['6 hosts']['runner_cpu_s']} s vs {h['12 hosts']['runner_cpu_s']} s"
+              f" (ratio {h['runner_cpu_ratio']})")
 
 
 def main() -> int:

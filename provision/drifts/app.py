@@ -157,13 +157,28 @@ def _unhealthy(ctx: Ctx) -> None:
     wait_for(f"{REPLICA_NAME} to be unhealthy", lambda: _health(ctx) == "unhealthy", timeout=30)
 
 
+def _stopped_until_prometheus_sees_it() -> tuple:
+    """Stop instance 3 and wait until Prometheus scraped its target down; start it and wait until
+    every target is up again (MON-TARGETS-UP reads what Prometheus saw, every 15 s)."""
+    from .monitoring import ALL_TARGETS_UP, TARGET_DOWN
+
+    def apply(ctx: Ctx) -> None:
+        ctx.client.containers.get(app_container_name(3)).stop(timeout=20)
+        ctx.sh("web1", TARGET_DOWN)
+
+    def heal(ctx: Ctx) -> None:
+        ctx.client.containers.get(app_container_name(3)).start()
+        ctx.sh("web1", ALL_TARGETS_UP)
+
+    return apply, heal
+
+
 DRIFTS: tuple[Drift, ...] = (
     Drift("app-replica-stopped",
           ("SCALE-INSTANCES-MATCH-UPSTREAM", "CHK-SERVICES-RUNNING", "MON-TARGETS-UP",
            "APP-CONTAINERS-HEALTHY", "APP-GUNICORN-BIND", "APP-METRICS-ENDPOINT"),
           f"docker stop {app_container_name(3)} (port 8002; restart policy on-failure keeps it down)",
-          lambda c: c.client.containers.get(app_container_name(3)).stop(timeout=20),
-          lambda c: c.client.containers.get(app_container_name(3)).start()),
+          *_stopped_until_prometheus_sees_it()),
     Drift("app-replica-unhealthy", ("APP-CONTAINERS-HEALTHY", "APP-HEALTHCHECK"),
           f"{REPLICA_NAME} recreated with a HEALTHCHECK probing a closed port every 2s (it turns unhealthy;"
           " the app itself still serves)",

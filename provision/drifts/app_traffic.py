@@ -48,6 +48,14 @@ def redis(*args: str) -> None:
                    check=True, stdout=subprocess.DEVNULL, timeout=10)
 
 
+def denied_ping(count: int) -> None:
+    redis("ACL", "SETUSER", "default", "-ping")
+    try:
+        requests(count)
+    finally:
+        redis("ACL", "SETUSER", "default", "+ping")
+
+
 def paused(ms: int, count: int) -> None:
     for _ in range(math.ceil(count / BATCH)):
         redis("CLIENT", "PAUSE", str(ms), "ALL")
@@ -72,11 +80,11 @@ def share() -> tuple[float, float]:
 def main(mode: str) -> int:
     total = value(ALL)
     if mode == "errors":
-        redis("ACL", "SETUSER", "default", "-ping")
-        try:
-            requests(math.ceil(0.03 * total) + 6)
-        finally:
-            redis("ACL", "SETUSER", "default", "+ping")
+        # increase() cannot count a series' first sample: the 5xx series of every instance must be
+        # scraped once before the errors that count
+        denied_ping(3)
+        wait_until(lambda: value('count(http_requests_total{status=~"5.."})') >= 3)
+        denied_ping(math.ceil(0.03 * total) + 6)
         ok = wait_until(lambda: share()[0] >= 0.015 and share()[1] < 1)
     elif mode == "slow":
         paused(1700, math.ceil(0.15 * total) + 12)
