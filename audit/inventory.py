@@ -260,7 +260,7 @@ def load_inventory(path: str | Path) -> Inventory:
 
 
 def available_inventories() -> list[str]:
-    return sorted(p.stem for p in INVENTORY_DIR.glob("*.yml"))
+    return sorted(p.stem for p in INVENTORY_DIR.glob("*.yml") if not p.name.startswith("."))  # not generated ones
 
 
 def resolve_inventory_arg(value: str) -> Path | None:

@@ -42,7 +42,11 @@ def hardening_commands(roles) -> dict[str, str]:
         "f2b_values": f"printf '{asked}' | fail2ban-client -i 2>&1",  # one client process for every value
         "jail_local": "cat /etc/fail2ban/jail.local 2>&1",
         "aide_db": "stat -c '%n %s' /var/lib/aide/aide.db 2>&1",
-        "unattended": "unattended-upgrade --dry-run >/dev/null 2>&1; echo rc=$?",
+        # python-apt would write /var/cache/apt/*pkgcache.bin on a host without them: an apt
+        # configuration (on tmpfs, removed after) keeps the package cache in memory
+        "unattended": "f=$(mktemp -p /dev/shm 2>/dev/null || mktemp); "
+                      "printf 'Dir::Cache::pkgcache \"\";\\nDir::Cache::srcpkgcache \"\";\\n' > $f; "
+                      "APT_CONFIG=$f unattended-upgrade --dry-run >/dev/null 2>&1; echo rc=$?; rm -f $f",
         "apt_lists": "ls /var/lib/apt/lists 2>/dev/null",
         # no lock, and the package cache built in memory: apt would otherwise rewrite pkgcache.bin
         "apt_simulate": "out=$(apt-get -s -o Debug::NoLocking=1 -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache="

@@ -34,12 +34,12 @@ MARKER = "/dev/shm/pynomaly-audit-marker"  # tmpfs: outside the filesystem that 
 # Written by the services on their own (or by their log), never by the audit's commands.
 SERVICE_WRITES = ("/var/log/", "/var/lib/postgresql/", "/var/lib/redis/", "/var/lib/prometheus/",
                   "/var/lib/fail2ban/")
-# Touched by commands the audit must run, or by the SSH login itself (existing files; none is new).
+# Touched by commands the audit must run, or by the SSH login itself.
 SIDE_EFFECTS = {
     "/run/ufw.lock": "`ufw status` takes ufw's lock",
     "/run/unattended-upgrades.lock": "the guide's `unattended-upgrade --dry-run` takes its lock",
-    "/var/lib/apt/periodic/unattended-upgrades-stamp": "the guide's `unattended-upgrade --dry-run` updates its "
-                                                       "stamp even when dry",
+    "/var/lib/apt/periodic/unattended-upgrades-stamp": "the guide's `unattended-upgrade --dry-run` writes its "
+                                                       "stamp even when dry (created by its first run)",
     "/run/motd.dynamic": "sshd's PAM session (pam_motd) writes it at every login",
 }
 # Redis commands outside @read that only inspect (the container command and its subcommand).
