@@ -9,6 +9,7 @@ to 127.77.0.11. The last test takes the deployment down and brings it up again.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import socket
 import subprocess
@@ -83,7 +84,9 @@ def test_ports_published_only_on_loopback(deployment):
         published = {int(k.split("/")[0]) for k in bindings}
         assert published == set(h.ports), h.name
         for binds in bindings.values():
-            assert all(b["HostIp"] == h.public_ip for b in binds), (h.name, binds)
+            # its loopback address, and the second one of the 12-host benchmark (DEVIATIONS 34)
+            assert sorted(b["HostIp"] for b in binds) == sorted([h.public_ip, h.second_ip]), (h.name, binds)
+            assert all(ipaddress.ip_address(b["HostIp"]).is_loopback for b in binds), (h.name, binds)
 
 
 def test_postgres_is_internal_only_from_outside():
