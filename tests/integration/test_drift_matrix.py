@@ -12,7 +12,7 @@ together, is run again one drift at a time, and that run decides. The blind spot
 drift that also turns red a check that another drift of its batch owns is not seen, since that
 check is expected red; SHARED and ALONE keep the drifts that could do so apart.
 
-Which drifts: `PYNOMALY_DRIFTS=all` (`tox -e selftest`) runs every drift (about 200, 22-27 min);
+Which drifts: `PYNOMALY_DRIFTS=all` (`tox -e selftest`) runs every drift (about 200, 20-27 min);
 unset (what `.ci/run` does) or `quick` one per check module; `a,b` those, one by one. The full set
 is not yet in .ci/run: in the last runs a batch heal failed now and then (it then re-runs one
 drift at a time after standing the deployment up afresh, which is right but costs minutes).
