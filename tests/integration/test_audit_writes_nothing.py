@@ -24,7 +24,7 @@ from collections import Counter
 
 import pytest
 
-from provision import containers, docker_engine, topology
+from provision import containers, docker_engine, drifts, topology
 from provision.state import State
 from tests.integration.audit_runner import run_audit
 
@@ -55,10 +55,13 @@ def _docker():
     return docker_engine.client_or_none()
 
 
+def _ctx() -> drifts.Ctx:
+    """provision's own helpers: `sh` in a host, `redis` (redis-cli with the password from the state)."""
+    return drifts.Ctx(_docker(), State())
+
+
 def _redis_cli(host: str, port: int, args: str) -> str:
-    env = {"REDISCLI_AUTH": State().secret("redis_password")}
-    return containers.run(_docker().containers.get(host), f"redis-cli --no-auth-warning -p {port} {args}",
-                          env=env)[1]
+    return _ctx().redis(host, port, args)
 
 
 class RedisMonitor:
@@ -68,11 +71,8 @@ class RedisMonitor:
         return f"/dev/shm/pynomaly-monitor-{port}"
 
     def __enter__(self):
-        env = {"REDISCLI_AUTH": State().secret("redis_password")}
-        for host, port in REDIS:
-            containers.run(_docker().containers.get(host),
-                           f"nohup redis-cli --no-auth-warning -p {port} MONITOR > {self._log(port)} 2>&1 &"
-                           f" echo $! > {self._log(port)}.pid", env=env)
+        for host, port in REDIS:  # MONITOR in the background: its output is read at the end
+            _redis_cli(host, port, f"MONITOR > {self._log(port)} 2>&1 & echo $! > {self._log(port)}.pid")
         return self
 
     def __exit__(self, *exc) -> None:
