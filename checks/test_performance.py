@@ -69,7 +69,7 @@ def instances(inventory) -> dict[str, dict]:
             register_secret(value)
             register_secret(urlsplit(value).password if "://" in value else None)
         out[c.name] = {"config": json.loads(text[text.index("{"):]), "env": env,
-                       "cmd": " ".join(c.attrs["Config"].get("Cmd") or []) + " " + " ".join(c.attrs["Args"] or [])}
+                       "cmd": server_command(c.top()) or " ".join(c.attrs["Config"].get("Cmd") or [])}
     attach("config dump per instance", {n: i["config"] for n, i in out.items()}, kind="json")
     return out
 
@@ -114,6 +114,15 @@ def secret_problem(env: dict) -> str | None:
         return "neither SECRET_KEY nor JWT_SECRET is set"
     bad = [k for k, v in present.items() if PLACEHOLDERS.match(v.strip()) or len(v.strip()) < 16]
     return f"{', '.join(bad)} empty, too short or a placeholder" if bad else None
+
+
+def server_command(top: dict) -> str | None:
+    """The gunicorn master's command line from `docker top` (the image's own command is a
+    start script that execs it), or None when no gunicorn runs."""
+    rows = [dict(zip(top["Titles"], p, strict=False)) for p in top.get("Processes") or []]
+    gunicorns = {r["PID"]: r["CMD"] for r in rows if "gunicorn" in r.get("CMD", "")}
+    masters = [r["CMD"] for r in rows if r["PID"] in gunicorns and r["PPID"] not in gunicorns]
+    return masters[0] if masters else None
 
 
 def workers_of(cmd: str) -> int:

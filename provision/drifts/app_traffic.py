@@ -4,16 +4,20 @@ The checks CHK-ERROR-RATE / CHK-RESPONSE-TIME-P95 read the last 5 minutes of the
 metrics; these drifts change that window with real requests to the three instances:
 
 - errors: while cache1's Redis denies PING to the app's user (ACL SETUSER default -ping, restored
-  with +ping right after: ACL LIST is the same again), /health answers 503 at once; ~3% of the
+  with +ping right after: ACL LIST is the same again), /health answers 503 at once; ~2% of the
   window, fast (only the error rate breaks).
-- slow:   while Redis is paused 1.5 s, /health waits (< the 2 s timeout) -> 200 in ~1.5 s;
-  one request per instance per pause, ~12% of the window (only the p95 breaks).
-- heal:   fast requests until the window is compliant again (counters cannot be rewound).
+- slow:   while Redis is paused 1.7 s, /health waits (< the 2 s timeout) -> 200 in 1.4-1.7 s;
+  up to PER_PAUSE requests in flight per pause, ~6.5% of the window (only the p95 breaks).
+- heal:   fast requests until the window would stay compliant even once every request older
+  than the drift's has left it (counters cannot be rewound).
 
-Each mode scales to the traffic Prometheus saw in the window, and waits until Prometheus sees
-the result (scrape interval 15 s). Redis password: REDISCLI_AUTH in the environment.
+Each mode reads what Prometheus counted in the window, sends what is missing, and waits until
+Prometheus sees the result (scrape interval 15 s), for a bounded number of rounds, so that it
+works the same on a quiet window and on one that an earlier heal filled with requests.
+Redis password: REDISCLI_AUTH in the environment.
 """
 
+import contextlib
 import json
 import math
 import subprocess
@@ -21,26 +25,53 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 PROM = "http://127.0.0.1:9090/api/v1/query?query="
 APP = "http://127.0.0.1:800[0-2]/health"
-BATCH = 90  # concurrent requests per pause: under the app's 50 Redis connections per worker
+PER_PAUSE = 30  # slow requests per Redis pause (10 per instance, under its 50 Redis connections)
+STAGGER = 0.01  # seconds between their starts: 0.3 s of the 1.7 s pause (app timeout 2 s)
 WINDOW = "5m"
-ERR = f'sum(increase(http_requests_total{{status=~"5.."}}[{WINDOW}]))'
 ALL = f"sum(increase(http_requests_total[{WINDOW}]))"
+ERRORS = f'sum(increase(http_requests_total{{status=~"5.."}}[{WINDOW}]))'
+BUCKET = "sum(increase(http_request_duration_seconds_bucket{{le=\"{le}\"}}[" + WINDOW + "]))"
 P95 = f"histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[{WINDOW}])))"
+ROUNDS = 4
 
 
 def value(query: str) -> float:
     with urllib.request.urlopen(PROM + urllib.parse.quote(query), timeout=10) as resp:
         result = json.load(resp)["data"]["result"]
-    return float(result[0]["value"][1]) if result else 0.0
+    number = float(result[0]["value"][1]) if result else 0.0
+    return 0.0 if math.isnan(number) else number
 
 
-def requests(count: int, parallel: bool = False) -> None:
+def window() -> dict[str, float]:
+    """What Prometheus counted in the window: requests, 5xx, requests slower than 1 s, p95."""
+    total = value(ALL)
+    slow = total - value(BUCKET.format(le="1.0")) if total else 0.0
+    return {"total": total, "errors": value(ERRORS), "slow": max(0.0, slow), "p95": value(P95)}
+
+
+def requests(count: int) -> None:
+    """`count` fast requests, one after the other over one connection per instance (one DB
+    connection per worker: parallel requests would grow the app's database pools)."""
     per = max(1, math.ceil(count / 3))
-    par = ["--parallel", "--parallel-max", str(BATCH)] if parallel else []
-    subprocess.run(["curl", "-s", *par, f"{APP}?n=[1-{per}]"], stdout=subprocess.DEVNULL, timeout=300)
+    subprocess.run(["curl", "-s", f"{APP}?n=[1-{per}]"], stdout=subprocess.DEVNULL, timeout=300)
+
+
+def get(url: str) -> None:
+    with contextlib.suppress(OSError):  # a 503 or a timeout is still a request the app counted
+        urllib.request.urlopen(url, timeout=5).read()
+
+
+def staggered(count: int) -> None:
+    """`count` requests in flight together, started STAGGER apart: each /health pings the
+    database (1-2 ms) before it waits on Redis, so the pings do not overlap."""
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        for i in range(count):
+            pool.submit(get, f"http://127.0.0.1:{8000 + i % 3}/health?slow={i}")
+            time.sleep(STAGGER)
 
 
 def redis(*args: str) -> None:
@@ -56,51 +87,70 @@ def denied_ping(count: int) -> None:
         redis("ACL", "SETUSER", "default", "+ping")
 
 
-def paused(ms: int, count: int) -> None:
-    """`count` slow requests: one per instance per Redis pause, each waiting for its end (with many
-    parallel requests per pause, most came back fast)."""
-    for _ in range(math.ceil(count / 3)):
-        redis("CLIENT", "PAUSE", str(ms), "ALL")
-        requests(3, parallel=True)
+def paused(count: int) -> None:
+    """`count` slow requests, PER_PAUSE at a time, each waiting 1.4-1.7 s for the end of a pause."""
+    for _ in range(math.ceil(count / PER_PAUSE)):
+        redis("CLIENT", "PAUSE", "1700", "ALL")
+        staggered(min(count, PER_PAUSE))
 
 
-def wait_until(condition, seconds: int = 60) -> bool:
+def wait_until(condition, seconds: int = 45) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if condition():
+        if condition(window()):
             return True
         time.sleep(3)
     return False
 
 
-def share() -> tuple[float, float]:
-    total = value(ALL)
-    return (value(ERR) / total if total else 0.0), value(P95)
+def missing(now: dict, key: str, share: float) -> int:
+    """How many more requests of kind `key` make it `share` of the window (a few spare)."""
+    return max(0, math.ceil((share * now["total"] - now[key]) / (1 - share))) + 3
+
+
+def broken(mode: str, now: dict) -> bool:
+    if mode == "errors":
+        return now["errors"] >= 0.013 * now["total"] and now["p95"] < 1
+    return now["p95"] > 1.1 and now["errors"] < 0.005 * now["total"]
+
+
+def healed(now: dict) -> bool:
+    """Compliant now, and still after the requests before the drift have left the window:
+    the drift's requests leave it before the diluting ones, which came after them."""
+    diluting = now["total"] - now["errors"] - now["slow"]
+    return now["errors"] < 0.008 * diluting and now["slow"] < 0.045 * diluting and now["p95"] < 0.9
 
 
 def main(mode: str) -> int:
-    total = value(ALL)
-    if mode == "errors":
-        # increase() cannot count a series' first sample: the 5xx series of every instance must be
-        # scraped once before the errors that count
-        denied_ping(3)
-        wait_until(lambda: value('count(http_requests_total{status=~"5.."})') >= 3)
-        denied_ping(math.ceil(0.03 * total) + 6)
-        ok = wait_until(lambda: share()[0] >= 0.015 and share()[1] < 1)
-    elif mode == "slow":
-        paused(1500, math.ceil(0.12 * total) + 6)
-        ok = wait_until(lambda: share()[1] > 1.1 and share()[0] < 0.005)
-    else:  # heal: dilute until both are well inside the thresholds
-        ok = False
-        for _ in range(8):
-            errors, p95 = share()
-            if errors < 0.005 and p95 < 0.8:
+    ok = False
+    for _ in range(ROUNDS):
+        now = window()
+        if mode == "errors":
+            if now["errors"] == 0:
+                # increase() cannot count a series' first sample: the 5xx series of every
+                # instance must be scraped once before the errors that count
+                denied_ping(3)
+                wait_until(lambda w: value('count(http_requests_total{status=~"5.."})') >= 3)
+                now = window()
+            denied_ping(missing(now, "errors", 0.02))
+        elif mode == "slow":
+            paused(missing(now, "slow", 0.065))
+        else:
+            if healed(now):
                 ok = True
                 break
-            requests(max(900, int(value(ALL))))
-            time.sleep(17)
-    errors, p95 = share()
-    print(f"{mode}: error share {errors:.4f}, p95 {p95:.3f} s")
+            diluting = now["total"] - now["errors"] - now["slow"]
+            need = max(now["errors"] / 0.007, now["slow"] / 0.04) - diluting
+            requests(max(30, math.ceil(need)))
+        if mode != "heal" and wait_until(lambda w: broken(mode, w)):
+            ok = True
+            break
+        if mode == "heal":
+            time.sleep(17)  # a scrape of every instance, then a rule evaluation
+    now = window()
+    ok = healed(now) if mode == "heal" else ok
+    print(f"{mode}: {now['total']:.0f} requests in the window, {now['errors']:.0f} 5xx,"
+          f" {now['slow']:.0f} slower than 1 s, p95 {now['p95']:.3f} s")
     return 0 if ok else 1
 
 
