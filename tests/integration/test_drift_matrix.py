@@ -148,15 +148,28 @@ def verdict(run, drift, batch: Batch | None = None) -> list[str]:
     return problems
 
 
-def audit_with(drift_list, modules, out_dir):
+def audit_with(drift_list, modules, out_dir, times: dict | None = None):
     """Apply the drifts, audit the modules, heal. A heal that fails is a defect (raised), and the
-    deployment is stood up afresh first, so that the next batches start from a healthy one."""
+    deployment is stood up afresh first, so that the next batches start from a healthy one.
+    `times` gets the seconds of each step added ("apply", "audit", "heal")."""
+    times = {} if times is None else times
+    mark = [time.monotonic()]
+
+    def step(name: str) -> None:
+        now = time.monotonic()
+        times[name] = times.get(name, 0.0) + now - mark[0]
+        mark[0] = now
+
     with drifts.lock():
         try:
             for drift in drift_list:
                 drifts.apply(drift.name)
-            return run_audit("local", out_dir, *sorted(modules))
+            step("apply")
+            run = run_audit("local", out_dir, *sorted(modules))
+            step("audit")
+            return run
         finally:
+            mark[0] = time.monotonic()
             try:
                 drifts.heal()
             except ProvisionError:
@@ -165,14 +178,16 @@ def audit_with(drift_list, modules, out_dir):
                 deploy.down()
                 deploy.up()
                 raise
+            finally:
+                step("heal")
 
 
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("batch", BATCHES, ids=[b.id for b in BATCHES])
 def test_drifts_turn_exactly_their_requirements_red(deployment, tmp_path, batch, capsys):
-    started, problems = time.monotonic(), []
+    started, problems, times = time.monotonic(), [], {}
     try:
-        run = audit_with(batch.drifts, batch.modules, tmp_path / "batch")
+        run = audit_with(batch.drifts, batch.modules, tmp_path / "batch", times)
         suspects = [d for d in batch.drifts if verdict(run, d, batch)] if len(batch.drifts) > 1 else []
         if len(batch.drifts) == 1:  # its own run already: that verdict is final
             problems = [p + "\n" + run.explain() for p in verdict(run, batch.drifts[0])]
@@ -193,8 +208,9 @@ def test_drifts_turn_exactly_their_requirements_red(deployment, tmp_path, batch,
                 print(f"\n  {drift.name}: red only next to {', '.join(d.name for d in batch.drifts if d is not drift)}"
                       f" (an interaction of the batch); alone it is exact")
     with capsys.disabled():
+        steps = ", ".join(f"{k} {v:.0f} s" for k, v in times.items())
         print(f"\n  batch of {len(batch.drifts)} drifts over {len(batch.modules)} modules: {batch_seconds:.0f} s"
-              f" (+{time.monotonic() - started - batch_seconds:.0f} s for {len(suspects)} alone)")
+              f" ({steps}; +{time.monotonic() - started - batch_seconds:.0f} s for {len(suspects)} alone)")
     assert not problems, "\n".join(problems)
 
 
