@@ -30,6 +30,32 @@ class Ctx:
 
     def __init__(self, client, st: State):
         self.client, self.st = client, st
+        self.deferred: list[tuple[str, str]] | None = None  # reloads held back while several drifts change
+
+    def reload(self, host: str, cmd: str) -> None:
+        """Run a reload now, or once after the last of several drifts when they are applied or
+        healed together (each Prometheus reload waits ~30 s for scrapes and rule evaluations)."""
+        if self.deferred is None:
+            self.sh(host, cmd)
+        elif (host, cmd) not in self.deferred:
+            self.deferred.append((host, cmd))
+
+    @contextlib.contextmanager
+    def together(self):
+        """Hold reloads back for the block, then run each distinct one once, in order."""
+        self.deferred = []
+        try:
+            yield
+        finally:
+            pending, self.deferred = self.deferred, None
+            failed = []
+            for host, cmd in pending:
+                try:
+                    self.sh(host, cmd)
+                except ProvisionError as exc:
+                    failed.append(str(exc))
+            if failed:
+                raise ProvisionError("reload after the drifts failed:\n" + "\n".join(failed))
 
     def sh(self, host: str, cmd: str, env: dict | None = None) -> str:
         return containers.run(self.client.containers.get(host), cmd, env=env)[1]
@@ -86,11 +112,11 @@ def edit_file(host: str, path: str, sed: str, reload: str, name: str) -> tuple[C
     def apply(ctx: Ctx) -> None:
         ctx.sh(host, f"mkdir -p {BACKUPS} && cp -p {path} {backup} && sed -i {sed} {path}"
                      f" && ! cmp -s {path} {backup}")
-        ctx.sh(host, reload)
+        ctx.reload(host, reload)
 
     def heal(ctx: Ctx) -> None:
         ctx.sh(host, f"cp -p {backup} {path} && rm -f {backup}")
-        ctx.sh(host, reload)
+        ctx.reload(host, reload)
 
     return apply, heal
 
@@ -188,8 +214,19 @@ def applied(name: str):
 
 
 def apply(name: str) -> None:
-    drift = by_name(name)
+    apply_all([name])
+
+
+def apply_all(names) -> None:
+    """Apply the drifts one after the other; reloads that several of them need run once, last."""
     ctx, st, record = _ctx()
+    with ctx.together():
+        for name in names:
+            _apply(ctx, st, record, name)
+
+
+def _apply(ctx: Ctx, st: State, record: dict, name: str) -> None:
+    drift = by_name(name)
     applied = record.setdefault("drifts", [])
     if name in applied:
         step(f"drift {name} is already applied")
@@ -213,15 +250,19 @@ def heal() -> None:
         step("no drift applied; nothing to heal")
         return
     failed = []
-    for name in reversed(list(applied)):
-        step(f"healing {name}")
-        try:
-            by_name(name).heal(ctx)
-        except ProvisionError as exc:  # heal the others anyway; the record keeps this one
-            failed.append(f"{name}: {exc}")
-            continue
-        applied.remove(name)
-        st.save(record)
+    try:
+        with ctx.together():
+            for name in reversed(list(applied)):
+                step(f"healing {name}")
+                try:
+                    by_name(name).heal(ctx)
+                except ProvisionError as exc:  # heal the others anyway; the record keeps this one
+                    failed.append(f"{name}: {exc}")
+                    continue
+                applied.remove(name)
+                st.save(record)
+    except ProvisionError as exc:  # a reload after the heals
+        failed.append(str(exc))
     if failed:
         raise ProvisionError("could not heal:\n" + "\n".join(failed) +
                              "\n(`python -m provision down && python -m provision up` starts afresh)")

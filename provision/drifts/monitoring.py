@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..ui import step
 from . import BACKUPS, PROM_RELOAD, Drift, edit_file
 
 HOST = "web1"
@@ -88,8 +89,9 @@ def _app_traffic(mode: str) -> tuple:
     script = (Path(__file__).parent / "app_traffic.py").read_text()
 
     def run(ctx, arg: str) -> None:
-        ctx.sh(HOST, f"python3 - {arg} <<'PYEOF'\n{script}\nPYEOF",
-               env={"REDISCLI_AUTH": ctx.st.secret("redis_password")})
+        out = ctx.sh(HOST, f"python3 - {arg} <<'PYEOF'\n{script}\nPYEOF",
+                     env={"REDISCLI_AUTH": ctx.st.secret("redis_password")})
+        step(f"{HOST}: {out.strip().splitlines()[-1] if out.strip() else 'no output'}")
 
     return (lambda ctx: run(ctx, mode)), (lambda ctx: run(ctx, "heal"))
 

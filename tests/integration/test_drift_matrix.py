@@ -35,6 +35,7 @@ from tests.integration.audit_runner import run_audit
 
 CHECKS = declared_requirements()
 MAX_BATCH = 16
+PARALLEL_FROM = 4  # modules in one audit
 # Unset or PYNOMALY_DRIFTS=quick (.ci/run): one drift per check module, a few minutes.
 QUICK_DRIFTS = (
     "pg-work-mem", "redis-eviction-policy", "hdr-no-nosniff", "tls-1.1", "env-debug-true",
@@ -162,10 +163,11 @@ def audit_with(drift_list, modules, out_dir, times: dict | None = None):
 
     with drifts.lock():
         try:
-            for drift in drift_list:
-                drifts.apply(drift.name)
+            drifts.apply_all([d.name for d in drift_list])
             step("apply")
-            run = run_audit("local", out_dir, *sorted(modules))
+            # two workers pay off from a few modules on (xdist's start-up costs ~2 s)
+            workers = ("-n", "2") if len(modules) >= PARALLEL_FROM else ()
+            run = run_audit("local", out_dir, *workers, *sorted(modules))
             step("audit")
             return run
         finally:
@@ -188,7 +190,8 @@ def test_drifts_turn_exactly_their_requirements_red(deployment, tmp_path, batch,
     started, problems, times = time.monotonic(), [], {}
     try:
         run = audit_with(batch.drifts, batch.modules, tmp_path / "batch", times)
-        suspects = [d for d in batch.drifts if verdict(run, d, batch)] if len(batch.drifts) > 1 else []
+        in_batch = {d: verdict(run, d, batch) for d in batch.drifts} if len(batch.drifts) > 1 else {}
+        suspects = [d for d, found in in_batch.items() if found]
         if len(batch.drifts) == 1:  # its own run already: that verdict is final
             problems = [p + "\n" + run.explain() for p in verdict(run, batch.drifts[0])]
     except ProvisionError as exc:  # together they could not be applied or healed: each alone decides
@@ -197,7 +200,7 @@ def test_drifts_turn_exactly_their_requirements_red(deployment, tmp_path, batch,
         with capsys.disabled():
             print(f"\n  the batch failed ({' | '.join(str(exc).splitlines()[:3])[:300]}): every drift alone",
                   end="")
-        suspects, run = list(batch.drifts), None
+        suspects, run, in_batch = list(batch.drifts), None, {}
     batch_seconds = time.monotonic() - started
     for drift in suspects:  # the verdict that counts is the drift's own run
         alone = audit_with([drift], modules_for(drift.requirements), tmp_path / drift.name)
@@ -206,7 +209,7 @@ def test_drifts_turn_exactly_their_requirements_red(deployment, tmp_path, batch,
         if not mine and run is not None:
             with capsys.disabled():
                 print(f"\n  {drift.name}: red only next to {', '.join(d.name for d in batch.drifts if d is not drift)}"
-                      f" (an interaction of the batch); alone it is exact")
+                      f" (an interaction of the batch: {'; '.join(in_batch[drift])}); alone it is exact")
     with capsys.disabled():
         steps = ", ".join(f"{k} {v:.0f} s" for k, v in times.items())
         print(f"\n  batch of {len(batch.drifts)} drifts over {len(batch.modules)} modules: {batch_seconds:.0f} s"
