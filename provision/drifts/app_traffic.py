@@ -26,6 +26,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 PROM = "http://127.0.0.1:9090/api/v1/query?query="
 APP = "http://127.0.0.1:800[0-2]/health"
@@ -37,6 +38,7 @@ ERRORS = f'sum(increase(http_requests_total{{status=~"5.."}}[{WINDOW}]))'
 BUCKET = "sum(increase(http_request_duration_seconds_bucket{{le=\"{le}\"}}[" + WINDOW + "]))"
 P95 = f"histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[{WINDOW}])))"
 ROUNDS = 4
+START = "/var/lib/pynomaly-drift/app-traffic.start"  # when the drift's requests began (heal removes it)
 
 
 def value(query: str) -> float:
@@ -128,17 +130,33 @@ def broken(mode: str, now: dict) -> bool:
     return now["p95"] > 1.1 and now["errors"] < 0.009 * now["total"]
 
 
+def since_drift() -> float:
+    """Requests counted since the drift began (the whole window when that is unknown or older):
+    the ones before it leave the window first, so only these may outweigh what it added."""
+    try:
+        seconds = time.time() - float(Path(START).read_text())
+    except (OSError, ValueError):
+        return value(ALL)
+    if seconds >= 300:
+        return value(ALL)
+    return value(f"sum(increase(http_requests_total[{max(30, math.ceil(seconds))}s]))")
+
+
 def healed(now: dict) -> bool:
-    """Compliant now, and still after the requests before the drift have left the window:
-    the drift's requests leave it before the diluting ones, which came after them."""
-    diluting = now["total"] - now["errors"] - now["lagging"]
+    """Compliant now, and still once the requests before the drift have left the window: the
+    drift's requests leave it before the diluting ones, which came after them."""
+    diluting = now["since_drift"] - now["errors"] - now["lagging"]
     return now["errors"] < 0.008 * diluting and now["lagging"] < 0.045 * diluting and now["p95"] < 0.9
 
 
 def main(mode: str) -> int:
     ok = False
+    if mode != "heal":
+        Path(START).parent.mkdir(parents=True, exist_ok=True)
+        Path(START).write_text(str(time.time()))
     for _ in range(ROUNDS):
         now = window()
+        now["since_drift"] = since_drift() if mode == "heal" else now["total"]
         if mode == "errors":
             if now["errors"] == 0:
                 # increase() cannot count a series' first sample: the 5xx series of every
@@ -153,7 +171,7 @@ def main(mode: str) -> int:
             if healed(now):
                 ok = True
                 break
-            diluting = now["total"] - now["errors"] - now["lagging"]
+            diluting = now["since_drift"] - now["errors"] - now["lagging"]
             need = max(now["errors"] / 0.007, now["lagging"] / 0.04) - diluting
             requests(max(30, math.ceil(need)))
         if mode != "heal" and wait_until(lambda w: broken(mode, w)):
@@ -162,7 +180,11 @@ def main(mode: str) -> int:
         if mode == "heal":
             time.sleep(17)  # a scrape of every instance, then a rule evaluation
     now = window()
-    ok = healed(now) if mode == "heal" else ok
+    if mode == "heal":
+        now["since_drift"] = since_drift()
+        ok = healed(now)
+        if ok:
+            Path(START).unlink(missing_ok=True)
     print(f"{mode}: {now['total']:.0f} requests in the window, {now['errors']:.0f} 5xx,"
           f" {now['slow']:.0f} slower than 1 s, {now['lagging']:.0f} than 0.5 s, p95 {now['p95']:.3f} s")
     return 0 if ok else 1

@@ -35,8 +35,11 @@ RULES_EVALUATED = _wait(f"! curl -sf {API}/rules | grep -q '\"health\":\"unknown
 # reload resets targets and rules to health "unknown" until their next scrape / evaluation.
 # Scraped, not up: a target another drift took down stays down, and that drift's heal waits for it.
 _CONFIG_CHANGED = _wait(f'[ "$({_CONFIG_TIME})" != "$t0" ]', 30, "a new configuration load")
-RELOAD = (f"t0=$({_CONFIG_TIME}); {PROM_RELOAD} && {_CONFIG_CHANGED} && {ALL_TARGETS_SCRAPED} && {RULES_EVALUATED}"
-          f" && {ALERTMANAGER_ACTIVE}")
+# Service discovery hands new targets to the scrape manager at most every 5 s: until then the
+# targets API still lists the old, scraped ones (a new target turned up "unknown" right after).
+_DISCOVERED = "sleep 6"
+RELOAD = (f"t0=$({_CONFIG_TIME}); {PROM_RELOAD} && {_CONFIG_CHANGED} && {_DISCOVERED} && {ALL_TARGETS_SCRAPED}"
+          f" && {RULES_EVALUATED} && {ALERTMANAGER_ACTIVE}")
 RELOAD_TARGET_DOWN = f"{PROM_RELOAD} && {TARGET_DOWN}"
 ALERT_FIRING = _wait(f"curl -sf {API}/alerts | grep -q '\"state\":\"firing\"'", 150, "an alert firing")
 NO_ALERT = _wait(f"! curl -sf {API}/alerts | grep -q '\"state\":\"'", 90, "no alert pending or firing")

@@ -4,9 +4,9 @@ requests break the 5-minute window, and when a diluted window stays compliant.""
 from provision.drifts import app_traffic as t
 
 
-def window(total, errors=0.0, slow=0.0, lagging=None, p95=0.01):
-    return {"total": total, "errors": errors, "slow": slow,
-            "lagging": slow if lagging is None else lagging, "p95": p95}
+def window(total, errors=0.0, slow=0.0, lagging=None, p95=0.01, since_drift=None):
+    return {"total": total, "errors": errors, "slow": slow, "lagging": slow if lagging is None else lagging,
+            "p95": p95, "since_drift": total if since_drift is None else since_drift}
 
 
 def test_missing_makes_the_share_of_the_window_with_a_few_spare():
@@ -27,9 +27,10 @@ def test_broken_needs_the_p95_over_the_threshold_without_errors():
 
 
 def test_healed_ignores_the_requests_before_the_drift_which_leave_the_window_first():
-    # 70 slow among 1000 requests of which 600 came before the drift: 5.8% of the rest
-    assert not t.healed(window(1000, slow=70))
+    assert not t.healed(window(1000, slow=70))  # 70 of the other 930: 7.5%
     assert t.healed(window(2000, slow=70))  # 70 of 1930 (3.6%)
+    # the same window, but 1200 of its requests came before the drift: 70 of 730 once they left
+    assert not t.healed(window(2000, slow=70, since_drift=800))
     assert not t.healed(window(400, errors=5))  # 1.3% of the rest
     assert t.healed(window(1000, errors=5))
 
