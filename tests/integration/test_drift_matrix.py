@@ -12,11 +12,9 @@ together, is run again one drift at a time, and that run decides. The blind spot
 drift that also turns red a check that another drift of its batch owns is not seen, since that
 check is expected red; SHARED and ALONE keep the drifts that could do so apart.
 
-Which drifts: `PYNOMALY_DRIFTS=all` (`tox -e selftest`) runs every drift (about 200, 20-27 min);
-unset (what `.ci/run` does) or `quick` one per check module; `a,b` those, one by one. The full set
-is not yet in .ci/run: in the last runs a batch heal failed now and then (it then re-runs one
-drift at a time after standing the deployment up afresh, which is right but costs minutes).
-The healthy full audit runs first and last, which also proves that `heal` restores everything.
+Which drifts: unset or `PYNOMALY_DRIFTS=all` (what `.ci/run` and `tox -e selftest` do) every
+drift (about 200 in about 30 batches, ~15 min); `quick` one per check module; `a,b` those, one by
+one. The healthy full audit runs first and last, which also proves that `heal` restores everything.
 """
 
 from __future__ import annotations
@@ -36,7 +34,7 @@ from tests.integration.audit_runner import run_audit
 CHECKS = declared_requirements()
 MAX_BATCH = 16
 PARALLEL_FROM = 4  # modules in one audit
-# Unset or PYNOMALY_DRIFTS=quick (.ci/run): one drift per check module, a few minutes.
+# PYNOMALY_DRIFTS=quick: one drift per check module, a few minutes (for a quick look while developing).
 QUICK_DRIFTS = (
     "pg-work-mem", "redis-eviction-policy", "hdr-no-nosniff", "tls-1.1", "env-debug-true",
     "grafana-dashboard-title", "pg-hba-mode", "backup-cron-removed", "ufw-postgres-public",
@@ -98,8 +96,8 @@ def fits(batch: Batch, drift) -> bool:
 
 
 def plan() -> tuple[list[Batch], dict[str, str]]:
-    chosen = os.environ.get("PYNOMALY_DRIFTS", "")
-    names = None if chosen == "all" else set(QUICK_DRIFTS if chosen in ("", "quick") else chosen.split(","))
+    chosen = os.environ.get("PYNOMALY_DRIFTS", "") or "all"
+    names = None if chosen == "all" else set(QUICK_DRIFTS if chosen == "quick" else chosen.split(","))
     one_by_one = chosen not in ("", "all", "quick")
     registry = [d for d in drifts.REGISTRY if names is None or d.name in names]
     skipped = {d.name: why for d in registry if (why := provable(d))}
@@ -227,7 +225,7 @@ def test_mutation_score(capsys):
     with capsys.disabled():
         print(f"\nmutation score: {len(covered)}/{len(automatable)} automatable requirements have a drift for "
               f"the matrix; this run proves {in_run} drifts in {len(BATCHES)} audits "
-              f"(PYNOMALY_DRIFTS=all for every drift); without a drift ({len(missing)}): {' '.join(missing)}")
+              f"(unset or PYNOMALY_DRIFTS=all for every drift); without a drift ({len(missing)}): {' '.join(missing)}")
         for d in drifts.REGISTRY:
             if (why := provable(d)) is not None:
                 print(f"  not in the matrix: {d.name}: {why}")
