@@ -105,8 +105,9 @@ def denied_ping(count: int) -> None:
 
 def paused(count: int) -> None:
     """`count` slow requests, PER_PAUSE at a time, each waiting 1.4-1.7 s for the end of a pause."""
-    for _ in range(math.ceil(count / PER_PAUSE)):
+    while count > 0:
         paused_requests(min(count, PER_PAUSE))
+        count -= PER_PAUSE
 
 
 def wait_until(condition, seconds: int = 45) -> bool:
@@ -142,11 +143,16 @@ def since_drift() -> float:
     return value(f"sum(increase(http_requests_total[{max(30, math.ceil(seconds))}s]))")
 
 
+def diluting(now: dict) -> float:
+    """The fast requests since the drift began: the only ones that stay in the window as long as
+    the drift's own (the ones before it leave first)."""
+    return now["since_drift"] - now["errors"] - now["lagging"]
+
+
 def healed(now: dict) -> bool:
-    """Compliant now, and still once the requests before the drift have left the window: the
-    drift's requests leave it before the diluting ones, which came after them."""
-    diluting = now["since_drift"] - now["errors"] - now["lagging"]
-    return now["errors"] < 0.008 * diluting and now["lagging"] < 0.045 * diluting and now["p95"] < 0.9
+    """Compliant now, and still once the requests before the drift have left the window."""
+    fast = diluting(now)
+    return now["errors"] < 0.008 * fast and now["lagging"] < 0.045 * fast and now["p95"] < 0.9
 
 
 def main(mode: str) -> int:
@@ -171,8 +177,7 @@ def main(mode: str) -> int:
             if healed(now):
                 ok = True
                 break
-            diluting = now["since_drift"] - now["errors"] - now["lagging"]
-            need = max(now["errors"] / 0.007, now["lagging"] / 0.04) - diluting
+            need = max(now["errors"] / 0.007, now["lagging"] / 0.04) - diluting(now)
             requests(max(30, math.ceil(need)))
         if mode != "heal" and wait_until(lambda w: broken(mode, w)):
             ok = True

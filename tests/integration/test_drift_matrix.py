@@ -98,7 +98,7 @@ def fits(batch: Batch, drift) -> bool:
 def plan() -> tuple[list[Batch], dict[str, str]]:
     chosen = os.environ.get("PYNOMALY_DRIFTS", "") or "all"
     names = None if chosen == "all" else set(QUICK_DRIFTS if chosen == "quick" else chosen.split(","))
-    one_by_one = chosen not in ("", "all", "quick")
+    one_by_one = chosen not in ("all", "quick")
     registry = [d for d in drifts.REGISTRY if names is None or d.name in names]
     skipped = {d.name: why for d in registry if (why := provable(d))}
     batches: list[Batch] = []

@@ -40,3 +40,10 @@ def test_healed_counts_requests_between_half_a_second_and_one():
     assert not t.healed(window(1000, slow=10, lagging=60))
     assert t.healed(window(2000, slow=10, lagging=60))
     assert not t.healed(window(5000, slow=10, lagging=60, p95=0.95))
+
+
+def test_paused_sends_exactly_the_requests_asked_for(monkeypatch):
+    sent = []
+    monkeypatch.setattr(t, "paused_requests", sent.append)
+    t.paused(65)
+    assert sent == [30, 30, 5]
