@@ -44,28 +44,36 @@ MOZILLA_INTERMEDIATE = {
 
 # ---------------------------------------------------------------- the scan
 
-def scan_endpoint(hostname: str, address: str, port: int, ca_file: str | None,
-                  only: set[str] | None = None) -> dict[str, Any]:
-    """One sslyze scan (of every command the checks read, or `only` these); sslyze's JSON model."""
+def scan_request(hostname: str, address: str, port: int, ca_file: str | None,
+                 only: set[str] | None = None):
+    """sslyze's request for every command the checks read, or `only` these. The CA file is passed
+    only with certificate_info: sslyze refuses an extra argument for a command it does not run."""
     from sslyze import (
         CertificateInfoExtraArgument,
         ScanCommand,
         ScanCommandsExtraArguments,
-        Scanner,
         ServerNetworkLocation,
         ServerScanRequest,
-        ServerScanResultAsJson,
     )
 
     commands = {ScanCommand(c) for c in (*PROTOCOL_COMMANDS.values(), *INFO_COMMANDS)}
     commands |= {ScanCommand.CERTIFICATE_INFO, ScanCommand.SESSION_RESUMPTION}
     if only:
         commands = {ScanCommand(c) for c in only}
+    with_ca = ca_file and ScanCommand.CERTIFICATE_INFO in commands
     extra = ScanCommandsExtraArguments(
-        certificate_info=CertificateInfoExtraArgument(custom_ca_file=Path(ca_file)) if ca_file else None)
-    request = ServerScanRequest(server_location=ServerNetworkLocation(hostname=hostname, port=port,
-                                                                      ip_address=address),
-                                scan_commands=commands, scan_commands_extra_arguments=extra)
+        certificate_info=CertificateInfoExtraArgument(custom_ca_file=Path(ca_file)) if with_ca else None)
+    return ServerScanRequest(server_location=ServerNetworkLocation(hostname=hostname, port=port,
+                                                                   ip_address=address),
+                             scan_commands=commands, scan_commands_extra_arguments=extra)
+
+
+def scan_endpoint(hostname: str, address: str, port: int, ca_file: str | None,
+                  only: set[str] | None = None) -> dict[str, Any]:
+    """One sslyze scan (see scan_request); sslyze's JSON model."""
+    from sslyze import Scanner, ServerScanResultAsJson
+
+    request = scan_request(hostname, address, port, ca_file, only)
     scanner = Scanner()
     scanner.queue_scans([request])
     result = next(iter(scanner.get_results()))

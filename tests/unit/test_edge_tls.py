@@ -24,6 +24,7 @@ from checks.test_tls import (
     mozilla_intermediate_gaps,
     name_matches,
     same_schedule,
+    scan_request,
     trust_path,
 )
 
@@ -175,3 +176,15 @@ def test_same_schedule():
     assert not same_schedule("0 0 * * *", "0 12 * * *")
     assert not same_schedule("0 12 * * 1", "0 12 * * *")
     assert not same_schedule("not a schedule", "0 12 * * *")
+
+
+def test_scan_request_passes_the_ca_only_with_certificate_info(tmp_path):
+    """The session-resumption re-scan runs one command: sslyze refuses the CA file's extra
+    argument for a command it does not run (CI once hit that ValueError on the re-scan)."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("")
+    full = scan_request("web1", "127.0.0.1", 443, str(ca))
+    assert full.scan_commands_extra_arguments.certificate_info.custom_ca_file == ca
+    rescan = scan_request("web1", "127.0.0.1", 443, str(ca), {"session_resumption"})
+    assert {c.value for c in rescan.scan_commands} == {"session_resumption"}
+    assert rescan.scan_commands_extra_arguments.certificate_info is None
