@@ -22,7 +22,6 @@ from audit.marks import per_requirement
 
 DUMP = ["python3", "-m", "src.pynomaly.infrastructure.config.dump"]
 PLACEHOLDERS = re.compile(r"(?i)^(|changeme|change[-_ ]?me|secret|your[-_].*|.*here|\$\{.*\}|@@.*@@|none|null|xxx+)$")
-WORKERS = re.compile(r"--workers[= ](\d+)")
 
 # requirement -> path in the dump
 SETTINGS = {
@@ -52,7 +51,7 @@ class SecretEnv(dict):
 
 @pytest.fixture(scope="module")
 def instances(inventory) -> dict[str, dict]:
-    """Container name -> {config: dump, env: {NAME: value}, cmd: str} for every app instance."""
+    """Container name -> {config: dump, env: {NAME: value}} for every app instance."""
     client = services.docker_client(inventory)
     found = services.app_containers(client)
     if not found:
@@ -68,8 +67,7 @@ def instances(inventory) -> dict[str, dict]:
         for value in env.values():
             register_secret(value)
             register_secret(urlsplit(value).password if "://" in value else None)
-        out[c.name] = {"config": json.loads(text[text.index("{"):]), "env": env,
-                       "cmd": server_command(c.top()) or " ".join(c.attrs["Config"].get("Cmd") or [])}
+        out[c.name] = {"config": json.loads(text[text.index("{"):]), "env": env}
     attach("config dump per instance", {n: i["config"] for n, i in out.items()}, kind="json")
     return out
 
@@ -114,20 +112,6 @@ def secret_problem(env: dict) -> str | None:
         return "neither SECRET_KEY nor JWT_SECRET is set"
     bad = [k for k, v in present.items() if PLACEHOLDERS.match(v.strip()) or len(v.strip()) < 16]
     return f"{', '.join(bad)} empty, too short or a placeholder" if bad else None
-
-
-def server_command(top: dict) -> str | None:
-    """The gunicorn master's command line from `docker top` (the image's own command is a
-    start script that execs it), or None when no gunicorn runs."""
-    rows = [dict(zip(top["Titles"], p, strict=False)) for p in top.get("Processes") or []]
-    gunicorns = {r["PID"]: r["CMD"] for r in rows if "gunicorn" in r.get("CMD", "")}
-    masters = [r["CMD"] for r in rows if r["PID"] in gunicorns and r["PPID"] not in gunicorns]
-    return masters[0] if masters else None
-
-
-def workers_of(cmd: str) -> int:
-    m = WORKERS.search(cmd)
-    return int(m.group(1)) if m else 1
 
 
 def keyspace_dbs(info: dict) -> dict[int, int]:
@@ -192,26 +176,6 @@ def test_secret_key_is_set(instances):
 
 
 # ---------------------------------------------------------------- behaviour
-
-@pytest.mark.requirement("PERF-DB-MAX-OVERFLOW")
-def test_app_database_connections_within_the_pool(instances, expected, inventory, audit_context):
-    """The pool bounds what the app holds on PostgreSQL: the app role's connections never exceed
-    instances x workers x (pool_size + max_overflow) (pg_stat_activity, by client and
-    application_name)."""
-    primaries = inventory.hosts_with_role("db_primary")
-    if not primaries:
-        pytest.skip("no db_primary in the inventory")
-    conn = services.postgres(audit_context.server(primaries[0].name), inventory)
-    rows = services.query(conn, "SELECT usename, application_name, client_addr::text AS client, count(*) AS n "
-                                "FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname = "
-                                "current_database() GROUP BY 1, 2, 3 ORDER BY 4 DESC")
-    app_rows = [r for r in rows if r["application_name"] == "pynomaly"]
-    per_process = expected("PERF-DB-POOL-SIZE") + expected("PERF-DB-MAX-OVERFLOW")
-    ceiling = sum(workers_of(i["cmd"]) for i in instances.values()) * per_process
-    held = sum(r["n"] for r in app_rows)
-    compare("app connections on the primary", {"by client": rows, "held": held}, f"<= {ceiling}")
-    assert held <= ceiling, f"{primaries[0].name}: the app holds {held} connections, its pools allow {ceiling}"
-
 
 @pytest.mark.requirement("PERF-CACHE-REDIS-DB")
 def test_cache_keys_live_in_the_cache_db(instances, expected, inventory, audit_context):

@@ -70,18 +70,6 @@ def test_secret_problem():
     assert "JWT_SECRET" in p.secret_problem({"JWT_SECRET": "short"})
 
 
-def test_workers_and_keyspace():
-    assert p.workers_of("gunicorn app --bind 0.0.0.0:8000 --workers 4 --preload") == 4
-    assert p.workers_of("uvicorn app") == 1
-
-
-def test_server_command_is_the_gunicorn_master_not_a_worker_or_the_start_script():
-    cmd = "/usr/bin/python3 /usr/bin/gunicorn app:app --workers 4"
-    top = {"Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"],
-           "Processes": [["app", "10", "1", "0", "10:17", "?", "0", "/bin/sh /app/start.sh"],
-                         ["app", "11", "10", "0", "10:17", "?", "0", cmd + " --master"],
-                         ["app", "12", "11", "0", "10:17", "?", "0", cmd]]}
-    assert p.server_command(top) == cmd + " --master"
-    assert p.server_command({"Titles": top["Titles"], "Processes": top["Processes"][:1]}) is None
+def test_keyspace_dbs():
     assert p.keyspace_dbs({"db0": {"keys": 3, "expires": 0}, "db1": {"keys": 2}}) == {0: 3, 1: 2}
     assert p.keyspace_dbs({"db2": "keys=7,expires=0"}) == {2: 7}
