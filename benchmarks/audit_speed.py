@@ -90,12 +90,16 @@ def bench_workers(repeat: int) -> dict:
     return rows
 
 
-def twelve_host_inventory() -> Path:
-    """inventories/local.yml with every SSH host listed twice (see the module docstring)."""
+def twelve_host_inventory() -> tuple[Path, Path]:
+    """inventories/local.yml with every SSH host listed twice (see the module docstring), and its
+    waiver file: each waiver scoped to hosts covers their twins too."""
+    from audit.inventory import load_inventory
     from provision.topology import HOSTS
 
     twin_ip = {h.public_ip: h.second_ip for h in HOSTS}
+    merged = load_inventory(LOCAL).hosts
     data = yaml.safe_load(LOCAL.read_text())
+    twins: dict[str, str] = {}
 
     def double(group: dict) -> None:
         hosts = group.get("hosts") or {}
@@ -105,20 +109,33 @@ def twelve_host_inventory() -> Path:
             twin = dict(host_vars or {})
             if "ansible_host" in twin:
                 twin["ansible_host"] = twin_ip[twin["ansible_host"]]
-            # from inside the deployment the twin is the same machine, under its own name
-            twin["audit_settings"] = {**twin.get("audit_settings", {}), "internal_address": name}
-            hosts[f"{name}-twin"] = twin or None
+            # a host's own audit_settings replaces its groups' (as in Ansible): the twin's carry
+            # all the original's (db_primary's alembic_head), and, as seen from inside the
+            # deployment, the twin is the same machine under the original's name
+            own = merged[name].vars.get("audit_settings") or {}
+            twin["audit_settings"] = {**own, "internal_address": name}
+            hosts[f"{name}-twin"] = twin
+            twins[name] = f"{name}-twin"
         for child in (group.get("children") or {}).values():
             double(child or {})
 
     double(data["all"])
+    settings = data["all"]["vars"]
+    waivers_in = (LOCAL.parent / settings["audit_waivers"]).resolve()
+    waivers = yaml.safe_load(waivers_in.read_text())
+    for waiver in waivers["waivers"]:
+        if waiver.get("hosts"):
+            waiver["hosts"] += [twins[h] for h in waiver["hosts"] if h in twins]
+    waiver_path = waivers_in.with_name(".bench-12-hosts.yml")
+    waiver_path.write_text(yaml.safe_dump(waivers, sort_keys=False))
+    settings["audit_waivers"] = os.path.relpath(waiver_path, LOCAL.parent)
     path = LOCAL.with_name(".bench-12-hosts.yml")  # next to local.yml: its relative paths hold
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return path, waiver_path
 
 
 def bench_hosts(repeat: int) -> dict:
-    twelve = twelve_host_inventory()
+    twelve, twin_waivers = twelve_host_inventory()
     try:
         rows = {}
         pairs = [(timed_audit("-n", "auto", hosts="local"), timed_audit("-n", "auto", hosts=str(twelve)))
@@ -138,6 +155,7 @@ def bench_hosts(repeat: int) -> dict:
         return rows
     finally:
         twelve.unlink(missing_ok=True)
+        twin_waivers.unlink(missing_ok=True)
 
 
 def testssl_findings(address: str, name: str) -> tuple[float, dict]:
