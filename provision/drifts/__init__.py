@@ -81,6 +81,7 @@ class Drift:
     # (filled in from SHARED and ALONE below):
     touches: tuple[str, ...] = ()  # shared things it changes or restarts
     alone: bool = False  # it disturbs what others rely on: never applied together with another
+    disturbs: tuple[str, ...] = ()  # requirements of other checks that read what it breaks
 
 
 # Drifts that change or restart the same thing cannot be applied together: one's heal would undo
@@ -94,6 +95,12 @@ SHARED = {
     "redis-cluster": ("redis-cluster-failover", "redis-cluster-replica-moved", "redis-cluster-node-forgotten",
                       "redis-cluster-slot-unassigned"),
     "pg-replication": ("pg-replica-detached", "pg-replay-paused", "arch-replica-no-hot-standby"),
+    # the served certificate: only the last one written would be seen
+    "certificate": ("tls-cert-short-lived", "tls-cert-wrong-name", "tls-cert-self-signed", "tls-chain-incomplete",
+                    "tls-cert-files-moved"),
+    # the newest backup: a truncated copy written today is also a backup that is recent and from today
+    "db-backups": ("backup-db-stale", "backup-db-none-today", "backup-db-truncated"),
+    "app-backups": ("backup-app-stale", "backup-app-truncated"),
 }
 # Drifts that take away something every area or drift relies on: a daemon or an app instance
 # down (Prometheus reloads wait for their targets), the app's database login, a configuration
@@ -103,7 +110,15 @@ ALONE = ("app-replica-stopped", "arch-app-instance-stopped", "pg-password-placeh
          "nginx-config-invalid", "prometheus-config-invalid", "redis-cluster-node-stopped",
          "arch-redis-node-standalone", "redis-memory-full", "ufw-disabled", "app-errors", "app-slow",
          "redis-nopass",  # every other drift's redis-cli AUTH fails while it is applied
-         "rate-login-burst")  # its burst spends the runner's rate-limit budget: public checks could not audit
+         "rate-login-burst",  # its burst spends the runner's rate-limit budget: public checks could not audit
+         # the runner cannot verify the server's certificate: every public HTTPS check could not audit
+         "tls-chain-incomplete", "tls-cert-self-signed", "tls-cert-wrong-name",
+         "arch-replica-no-hot-standby")  # db2 refuses every connection: its PostgreSQL facts could not audit
+# Drifts that break what a check of another requirement reads, without breaking that requirement
+# (the check cannot judge it and says so): in a batch, those checks are this drift's to judge.
+DISTURBS = {
+    "nginx-api-health-503": ("NGINX-GZIP",),  # compression is judged on /api/v1/health's JSON
+}
 
 
 def edit_file(host: str, path: str, sed: str, reload: str, name: str) -> tuple[Callable, Callable]:
@@ -137,11 +152,12 @@ def _registry() -> tuple[Drift, ...]:
     from . import checklist  # issue 4: Monitoring Checklist, host parts
     modules += (checklist,)
     shared = {name: tuple(k for k, names in SHARED.items() if name in names) for v in SHARED.values() for name in v}
-    drifts = tuple(dataclasses.replace(d, touches=shared.get(d.name, ()), alone=d.name in ALONE)
+    drifts = tuple(dataclasses.replace(d, touches=shared.get(d.name, ()), alone=d.name in ALONE,
+                                       disturbs=DISTURBS.get(d.name, ()))
                    for m in modules for d in m.DRIFTS)
-    unknown = set(ALONE).union(*SHARED.values()) - {d.name for d in drifts}
+    unknown = set(ALONE).union(*SHARED.values(), DISTURBS) - {d.name for d in drifts}
     if unknown:
-        raise ProvisionError(f"SHARED/ALONE name unknown drifts: {', '.join(sorted(unknown))}")
+        raise ProvisionError(f"SHARED/ALONE/DISTURBS name unknown drifts: {', '.join(sorted(unknown))}")
     names = [d.name for d in drifts]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:

@@ -63,10 +63,17 @@ def function_of(nodeid: str) -> str:
     return nodeid.split("[", 1)[0]
 
 
+def claims_of(drift) -> frozenset[tuple[str, str]]:
+    """The check functions a drift judges in a batch: its requirements', and those of the
+    checks that read what it breaks (Drift.disturbs)."""
+    return owners_of((*drift.requirements, *drift.disturbs))
+
+
 @dataclass
 class Batch:
     drifts: list = field(default_factory=list)
-    owners: set = field(default_factory=set)
+    owners: set = field(default_factory=set)  # of the drifts' requirements: the modules to audit
+    claims: set = field(default_factory=set)
 
     @property
     def id(self) -> str:
@@ -88,9 +95,10 @@ def provable(drift) -> str | None:
 
 
 def fits(batch: Batch, drift) -> bool:
-    """A drift joins a batch when no check function of its requirements is another's, and
-    neither it nor a drift already there has to be alone (it disturbs what others check)."""
-    return (len(batch.drifts) < MAX_BATCH and not (batch.owners & owners_of(drift.requirements))
+    """A drift joins a batch when no check function it judges (claims_of) is another's, nothing
+    it changes is shared with one of them, and neither it nor a drift already there has to be
+    alone (it disturbs what others check)."""
+    return (len(batch.drifts) < MAX_BATCH and not (batch.claims & claims_of(drift))
             and not drift.alone and not any(d.alone for d in batch.drifts)
             and not set(drift.touches) & {t for d in batch.drifts for t in d.touches})
 
@@ -110,6 +118,7 @@ def plan() -> tuple[list[Batch], dict[str, str]]:
             batches.append(home)
         home.drifts.append(drift)
         home.owners |= owners_of(drift.requirements)
+        home.claims |= claims_of(drift)
     return batches, skipped
 
 
@@ -134,7 +143,7 @@ def verdict(run, drift, batch: Batch | None = None) -> list[str]:
     its requirements, as non-compliance (failed), not as could-not-audit (error). In a batch,
     the check functions that another drift of the batch owns are that drift's to judge."""
     mods = modules_for(drift.requirements)
-    theirs = set().union(*(owners_of(d.requirements) for d in batch.drifts if d is not drift)) if batch else set()
+    theirs = set().union(*(claims_of(d) for d in batch.drifts if d is not drift)) if batch else set()
     mine = {n: t for n, t in run.tests.items()
             if n.split("::")[0] in mods and not owners_of_test(n, t) & theirs}
     red = {r for t in mine.values() if t["outcome"] in ("failed", "error") for r in t["requirements"].split(",") if r}
