@@ -97,7 +97,7 @@ SHARED = {
     "pg-replication": ("pg-replica-detached", "pg-replay-paused", "arch-replica-no-hot-standby"),
     # the served certificate: only the last one written would be seen
     "certificate": ("tls-cert-short-lived", "tls-cert-wrong-name", "tls-cert-self-signed", "tls-chain-incomplete",
-                    "tls-cert-files-moved"),
+                    "tls-cert-files-moved", "tls-cert-ec-key"),
     # the newest backup: a truncated copy written today is also a backup that is recent and from today
     "db-backups": ("backup-db-stale", "backup-db-none-today", "backup-db-truncated"),
     "app-backups": ("backup-app-stale", "backup-app-truncated"),
@@ -133,6 +133,25 @@ def edit_file(host: str, path: str, sed: str, reload: str, name: str) -> tuple[C
     def heal(ctx: Ctx) -> None:
         ctx.sh(host, f"cp -p {backup} {path} && rm -f {backup}")
         ctx.reload(host, reload)
+
+    return apply, heal
+
+
+DPKG_STATUS = "/var/lib/dpkg/status"
+
+
+def pretend_removed(host: str, package: str, path: str) -> tuple[Callable, Callable]:
+    """apply/heal pair: the package "removed" the way dpkg sees it (status deinstall, its binary
+    or module directory `path` gone), restorable exactly."""
+    backup = f"{BACKUPS}/removed-{package}"
+    sed = f"'/^Package: {package}$/,/^Status:/s/^Status: install ok installed$/Status: deinstall ok config-files/'"
+
+    def apply(ctx: Ctx) -> None:
+        ctx.sh(host, f"mkdir -p {backup} && cp -p {DPKG_STATUS} {backup}/status && mv {path} {backup}/bin"
+                     f" && sed -i {sed} {DPKG_STATUS} && ! cmp -s {DPKG_STATUS} {backup}/status")
+
+    def heal(ctx: Ctx) -> None:
+        ctx.sh(host, f"cp -p {backup}/status {DPKG_STATUS} && mv {backup}/bin {path} && rm -rf {backup}")
 
     return apply, heal
 

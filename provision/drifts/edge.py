@@ -12,11 +12,11 @@ import datetime as dt
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..topology import PUBLIC_NAME
-from . import BACKUPS, NGINX_RELOAD, Ctx, Drift, edit_file
+from . import BACKUPS, NGINX_RELOAD, Ctx, Drift, edit_file, pretend_removed
 
 CONF = "/etc/nginx/nginx.conf"
 LIVE = f"/etc/letsencrypt/live/{PUBLIC_NAME}"
@@ -105,6 +105,14 @@ def self_signed(ctx: Ctx) -> tuple[bytes, bytes]:
     key = _key()
     leaf = _cert(PUBLIC_NAME, key, _name(PUBLIC_NAME), key, 90, PUBLIC_NAME)
     return _pem(leaf), _key_pem(key)
+
+
+def ec_key(ctx: Ctx) -> tuple[bytes, bytes]:
+    """A trusted certificate for the public name whose key is ECDSA P-256, not RSA."""
+    ca, ca_key = _local_ca(ctx)
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = _cert(PUBLIC_NAME, key, ca.subject, ca_key, 90, PUBLIC_NAME)
+    return _pem(leaf) + _pem(ca), _key_pem(key)
 
 
 def without_intermediate(ctx: Ctx) -> tuple[bytes, bytes]:
@@ -230,4 +238,19 @@ DRIFTS: tuple[Drift, ...] = (
     cert_drift("tls-chain-incomplete", ("TLS-CERT-CHAIN-COMPLETE", "TLS-CERT-TRUSTED"),
                "a certificate issued by an intermediate CA that is not sent (fullchain.pem = leaf only)",
                without_intermediate),
+    # the guide's ECDHE-RSA list leaves TLS 1.2 no cipher for an ECDSA key: TLS 1.2 is refused,
+    # and with it session-ID resumption (a TLS 1.2 mechanism)
+    cert_drift("tls-cert-ec-key", ("TLS-CERT-RSA-KEY", "TLS-PROTOCOLS", "TLS-CIPHERS-TLS12", "TLS-SESSION-RESUMPTION"),
+               "a trusted certificate for the public name with an ECDSA P-256 key", ec_key),
+    # certbot (Let's Encrypt Setup; Software Dependencies)
+    Drift("certbot-renew-cron-removed", ("TLS-CERTBOT-RENEW-CRON",),
+          "web1: the certbot renew line removed from root's crontab",
+          lambda c: c.sh("web1", "crontab -l | grep -v 'certbot renew' | crontab -"),
+          lambda c: c.sh("web1", "crontab /etc/pynomaly/crontab")),
+    Drift("certbot-nginx-plugin-removed", ("TLS-CERTBOT-NGINX-PLUGIN",),
+          "web1: python3-certbot-nginx removed as dpkg sees it (status deinstall, certbot_nginx gone)",
+          *pretend_removed("web1", "python3-certbot-nginx", "/usr/lib/python3/dist-packages/certbot_nginx")),
+    Drift("certbot-removed", ("PRE-CERTBOT",),
+          "web1: certbot removed as dpkg sees it (status deinstall, /usr/bin/certbot gone)",
+          *pretend_removed("web1", "certbot", "/usr/bin/certbot")),
 )

@@ -2,25 +2,7 @@
 
 from __future__ import annotations
 
-from . import BACKUPS, ENV_FILE, Drift, edit_file
-
-# A package "removed" the way dpkg sees it (status deinstall, binary gone), restorable exactly.
-DPKG_STATUS = "/var/lib/dpkg/status"
-
-
-def _pretend_removed(host: str, package: str, binary: str) -> tuple:
-    backup = f"{BACKUPS}/removed-{package}"
-    sed = f"'/^Package: {package}$/,/^Status:/s/^Status: install ok installed$/Status: deinstall ok config-files/'"
-
-    def apply(c) -> None:
-        c.sh(host, f"mkdir -p {backup} && cp -p {DPKG_STATUS} {backup}/status && mv {binary} {backup}/bin"
-                   f" && sed -i {sed} {DPKG_STATUS} && ! cmp -s {DPKG_STATUS} {backup}/status")
-
-    def heal(c) -> None:
-        c.sh(host, f"cp -p {backup}/status {DPKG_STATUS} && mv {backup}/bin {binary} && rm -rf {backup}")
-
-    return apply, heal
-
+from . import BACKUPS, ENV_FILE, Drift, edit_file, pretend_removed
 
 # A local repository whose Release says Debian-Security, offering a newer rkhunter (an empty
 # package, so that unattended-upgrade --dry-run still succeeds); only its own list is fetched.
@@ -50,9 +32,9 @@ SECURITY_HEAL = f"rm -rf {SECREPO} {SECLIST} /var/lib/apt/lists/_var_lib_pynomal
 
 _defaults_apply, _defaults_heal = edit_file(
     "cache2", "/etc/fail2ban/jail.local", "'0,/^bantime = 3600$/s//bantime = 600/'", "true", "jail.local")
-_aide_apply, _aide_heal = _pretend_removed("cache1", "aide", "/usr/bin/aide")
-_rkh_apply, _rkh_heal = _pretend_removed("cache3", "rkhunter", "/usr/bin/rkhunter")
-_uu_apply, _uu_heal = _pretend_removed("db2", "unattended-upgrades", "/usr/bin/unattended-upgrade")
+_aide_apply, _aide_heal = pretend_removed("cache1", "aide", "/usr/bin/aide")
+_rkh_apply, _rkh_heal = pretend_removed("cache3", "rkhunter", "/usr/bin/rkhunter")
+_uu_apply, _uu_heal = pretend_removed("db2", "unattended-upgrades", "/usr/bin/unattended-upgrade")
 
 DRIFTS: tuple[Drift, ...] = (
     Drift("fail2ban-stopped",
