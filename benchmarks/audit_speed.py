@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import yaml
@@ -54,10 +55,11 @@ LOGIN_REFILL_S = 60  # NGINX's login zone (5r/m): a run right after another wait
 _last_end = [0.0]
 
 
-def timed_audit(*args: str, hosts: str = "local") -> tuple[float, dict, int, float, float | None]:
+def timed_audit(*args: str, hosts: str = "local") -> tuple[float, dict, int, float, float | None, list[str]]:
     """Wall seconds, per-host transport stats, the exit code, the runner's CPU seconds (pytest,
     its xdist workers and SSH clients) and the hosts' CPU seconds (every container, including
-    what the deployment does meanwhile on its own) of one audit run."""
+    what the deployment does meanwhile on its own) of one audit run, and its checks that were
+    not green."""
     out = Path(tempfile.mkdtemp(prefix="bench-"))
     cmd = [sys.executable, "-m", "pytest", f"--hosts={hosts}", "-q", "-p", "no:cacheprovider",
            f"--alluredir={out / 'allure-results'}", f"--junitxml={out / 'junit.xml'}", *args]
@@ -76,8 +78,20 @@ def timed_audit(*args: str, hosts: str = "local") -> tuple[float, dict, int, flo
             agg = stats.setdefault(host, {"commands": 0, "forwards": 0})
             for key, value in entry.items():
                 agg[key] += value
+    not_green = not_green_checks(out / "junit.xml")
     shutil.rmtree(out, ignore_errors=True)
-    return wall, stats, proc.returncode, cpu, hosts_cpu
+    return wall, stats, proc.returncode, cpu, hosts_cpu, not_green
+
+
+def not_green_checks(junit: Path) -> list[str]:
+    """The checks of a run that failed or could not audit ("file::test[id]: message")."""
+    if not junit.exists():
+        return []
+    out = []
+    for case in ET.parse(junit).iter("testcase"):
+        for bad in (*case.findall("failure"), *case.findall("error")):
+            out.append(f"{case.get('classname')}::{case.get('name')}: {(bad.get('message') or '')[:160]}")
+    return out
 
 
 def bench_workers(repeat: int) -> dict:
@@ -143,6 +157,7 @@ def bench_hosts(repeat: int) -> dict:
         for label, runs in (("6 hosts", [p[0] for p in pairs]), ("12 hosts", [p[1] for p in pairs])):
             rows[label] = {"wall_s": round(statistics.median(r[0] for r in runs), 2),
                            "runs": [round(r[0], 2) for r in runs], "exit_codes": [r[2] for r in runs],
+                           "not_green": sorted({c for r in runs for c in r[5]}),
                            "hosts_audited": len(runs[0][1]),
                            "runner_cpu_s": round(statistics.median(r[3] for r in runs), 2)}
             if runs[0][4] is not None:
