@@ -7,6 +7,7 @@ heal waits until it is back as it was (failed back, replica re-attached, node re
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 
@@ -74,19 +75,41 @@ def _failover_heal(c: Ctx) -> None:
     wait("all nodes connected", lambda: _all_connected(c))
 
 
+CLUSTER_NODES = tuple((h, p) for h in ("cache1", "cache2", "cache3") for p in (7000, 7001))
+MIGRATION = "cluster-allow-replica-migration"
+
+
+def _masters_of_replicas(c: Ctx) -> dict[str, str]:
+    """"host:port" of each replica -> its master's node ID."""
+    out = {}
+    for h, p in CLUSTER_NODES:
+        me = next(line for line in cli(c, h, p, "cluster nodes").splitlines() if "myself" in line).split()
+        if "slave" in me[2]:
+            out[f"{h}:{p}"] = me[3]
+    return out
+
+
 def _moved_apply(c: Ctx) -> None:
-    master = cli(c, "cache1", 7001, "cluster nodes").splitlines()
-    mine = next(line for line in master if "myself" in line).split()[3]
-    c.sh("cache1", f"mkdir -p {BACKUPS} && echo {shlex.quote(mine)} > {BACKUPS}/redis-7001.master")
+    # Redis' replica migration would hand the orphaned master a replica of its own host's other
+    # node (cache3:7001 to cache3:7000) within seconds, so that the drift shows as an anti-affinity
+    # breach instead, and heal could not tell which replica to move back: it is paused meanwhile
+    before = {f"{h}:{p}": cli(c, h, p, f"config get {MIGRATION}").splitlines()[-1] for h, p in CLUSTER_NODES}
+    c.sh("cache1", f"mkdir -p {BACKUPS} && echo {shlex.quote(json.dumps([_masters_of_replicas(c), before]))}"
+                   f" > {BACKUPS}/redis-7001.master")
+    for h, p in CLUSTER_NODES:
+        cli(c, h, p, f"config set {MIGRATION} no")
     cli(c, "cache1", 7001, f"cluster replicate {node_id(c, 'cache2', 7000)}")
     wait("cache1:7001 re-attached", lambda: "master_link_status:up" in cli(c, "cache1", 7001, "info replication"))
 
 
 def _moved_heal(c: Ctx) -> None:
-    original = c.sh("cache1", f"cat {BACKUPS}/redis-7001.master").strip()
-    cli(c, "cache1", 7001, f"cluster replicate {original}")
+    masters, migration = json.loads(c.sh("cache1", f"cat {BACKUPS}/redis-7001.master").strip())
+    cli(c, "cache1", 7001, f"cluster replicate {masters['cache1:7001']}")
     wait("cache1:7001 back", lambda: "master_link_status:up" in cli(c, "cache1", 7001, "info replication")
-         and node_id(c, "cache3", 7000) in cli(c, "cache1", 7001, "cluster nodes").split("myself")[1].split("\n")[0])
+         and _masters_of_replicas(c) == masters)
+    for node, value in migration.items():
+        h, p = node.split(":")
+        cli(c, h, int(p), f"config set {MIGRATION} {value}")
     c.sh("cache1", f"rm -f {BACKUPS}/redis-7001.master")
     wait("all nodes connected", lambda: _all_connected(c))
 
