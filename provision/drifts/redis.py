@@ -49,10 +49,17 @@ def role(c: Ctx, host: str, port: int) -> str:
     return cli(c, host, port, "role").splitlines()[0]
 
 
-def _all_connected(c: Ctx) -> bool:
-    views = [cli(c, h, p, "cluster nodes") for h in ("cache1", "cache2", "cache3") for p in (7000, 7001)]
-    return all(len(v.splitlines()) == 6 and all(line.split()[7] == "connected" and "fail" not in line.split()[2]
-                                                 for line in v.splitlines()) for v in views)
+CLUSTER_NODES = tuple((h, p) for h in ("cache1", "cache2", "cache3") for p in (7000, 7001))
+
+
+def _settled(c: Ctx) -> bool:
+    """Every node sees all six, connected and not failing, and they agree on who replicates whom
+    (right after a failover or a REPLICATE, some nodes still show the old roles for a moment)."""
+    views = [[line.split() for line in cli(c, h, p, "cluster nodes").splitlines()] for h, p in CLUSTER_NODES]
+    if not all(len(v) == 6 and all(f[7] == "connected" and "fail" not in f[2] for f in v) for v in views):
+        return False
+    roles = [sorted((f[0], "master" in f[2], f[3]) for f in v) for v in views]
+    return all(r == roles[0] for r in roles)
 
 
 def _cluster_ok(c: Ctx) -> bool:
@@ -66,16 +73,15 @@ def _failover_apply(c: Ctx) -> None:
         raise ProvisionError("cache1:7001 is not a replica: the cluster is not as provisioned")
     cli(c, "cache1", 7001, "cluster failover")
     wait("cache1:7001 master", lambda: role(c, "cache1", 7001) == "master" and role(c, "cache3", 7000) == "slave")
-    wait("all nodes connected", lambda: _all_connected(c))
+    wait("cluster settled", lambda: _settled(c))
 
 
 def _failover_heal(c: Ctx) -> None:
     cli(c, "cache3", 7000, "cluster failover")
     wait("cache3:7000 master again", lambda: role(c, "cache3", 7000) == "master" and role(c, "cache1", 7001) == "slave")
-    wait("all nodes connected", lambda: _all_connected(c))
+    wait("cluster settled", lambda: _settled(c))
 
 
-CLUSTER_NODES = tuple((h, p) for h in ("cache1", "cache2", "cache3") for p in (7000, 7001))
 MIGRATION = "cluster-allow-replica-migration"
 
 
@@ -100,6 +106,7 @@ def _moved_apply(c: Ctx) -> None:
         cli(c, h, p, f"config set {MIGRATION} no")
     cli(c, "cache1", 7001, f"cluster replicate {node_id(c, 'cache2', 7000)}")
     wait("cache1:7001 re-attached", lambda: "master_link_status:up" in cli(c, "cache1", 7001, "info replication"))
+    wait("cluster settled", lambda: _settled(c))
 
 
 def _moved_heal(c: Ctx) -> None:
@@ -111,7 +118,7 @@ def _moved_heal(c: Ctx) -> None:
         h, p = node.split(":")
         cli(c, h, int(p), f"config set {MIGRATION} {value}")
     c.sh("cache1", f"rm -f {BACKUPS}/redis-7001.master")
-    wait("all nodes connected", lambda: _all_connected(c))
+    wait("cluster settled", lambda: _settled(c))
 
 
 def _stopped_apply(c: Ctx) -> None:
@@ -124,7 +131,7 @@ def _stopped_apply(c: Ctx) -> None:
 
 def _stopped_heal(c: Ctx) -> None:
     c.sh("cache3", "rm -f /run/redis/redis-7001.pid && service redis-cluster-7001 start >/dev/null")
-    wait("cache3:7001 rejoined", lambda: _all_connected(c), seconds=90)
+    wait("cache3:7001 rejoined", lambda: _settled(c), seconds=90)
 
 
 LAST_SLOT = 16383  # served by cache3:7000
@@ -155,7 +162,7 @@ def _forget_heal(c: Ctx) -> None:
     """cache3:7001 meets the others again (a forgotten node is banned for 60 s: retry until then)."""
     ips = {h: c.sh(h, "hostname -i").split()[0] for h in ("cache1", "cache2")}
     deadline = time.monotonic() + 120
-    while not _all_connected(c):
+    while not _settled(c):
         if time.monotonic() > deadline:
             raise ProvisionError("redis drift: cache3:7001 did not rejoin the cluster within 120s")
         for ip in ips.values():
@@ -219,4 +226,4 @@ def restore_failed_over_master(c: Ctx) -> None:
     wait("cache3:7000 answers", lambda: "PONG" in cli(c, "cache3", 7000, "ping"), seconds=90)
     if role(c, "cache3", 7000) == "slave":
         _failover_heal(c)
-    wait("all nodes connected", lambda: _all_connected(c), seconds=90)
+    wait("cluster settled", lambda: _settled(c), seconds=90)
