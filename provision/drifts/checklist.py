@@ -25,7 +25,15 @@ def _failed_logins(host: str, count: int = 5) -> tuple:
     return apply, heal
 
 
+# A lossy link without netem (this kernel has no sch_netem): the host drops every other SYN to
+# its SSH port, so each new connection waits for the client's SYN retransmission (about 1 s).
+LOSSY_SYN = "INPUT -p tcp --dport 22 --syn -m statistic --mode nth --every 2 --packet 0 -j DROP"
+
 DRIFTS: tuple[Drift, ...] = (
+    Drift("network-latency-1s", ("CHK-NETWORK-LATENCY",),
+          "db2: every other SYN to port 22 dropped (each new connection waits ~1 s for a retransmission)",
+          lambda c: c.sh("db2", f"iptables -I {LOSSY_SYN}"),
+          lambda c: c.sh("db2", f"while iptables -D {LOSSY_SYN} 2>/dev/null; do :; done")),
     Drift("disk-nearly-full", ("CHK-DISK-USAGE",),
           "cache2: /dev/shm (a 256 MB tmpfs) filled to 90%",
           lambda c: c.sh("cache2", "dd if=/dev/zero of=/dev/shm/pynomaly-drift bs=1M count=231 2>/dev/null"),
