@@ -137,6 +137,15 @@ def edit_file(host: str, path: str, sed: str, reload: str, name: str) -> tuple[C
     return apply, heal
 
 
+def crontab_edit(host: str, sed: str) -> tuple[Callable, Callable]:
+    """apply/heal pair: root's crontab through one sed expression (which must change it); heal
+    installs provision's own."""
+    edit = f'old=$(crontab -l) && new=$(printf "%s\\n" "$old" | sed {sed}) && [ "$new" != "$old" ]' \
+           ' && printf "%s\\n" "$new" | crontab -'
+    return (lambda ctx: ctx.sh(host, edit),
+            lambda ctx: ctx.sh(host, "crontab /etc/pynomaly/crontab"))
+
+
 DPKG_STATUS = "/var/lib/dpkg/status"
 
 

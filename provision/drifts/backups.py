@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import BACKUPS, Drift, edit_file
+from . import BACKUPS, Drift, crontab_edit, edit_file
 
 DB_DIR, APP_DIR = "/opt/backups/postgres", "/opt/backups/application"
 DB_SCRIPT, APP_SCRIPT = "/opt/pynomaly/scripts/backup_db.sh", "/opt/pynomaly/scripts/backup_app.sh"
@@ -52,11 +52,6 @@ def _renamed_to_yesterday(host: str) -> tuple:
     return apply, heal
 
 
-def _crontab(host: str, sed: str) -> tuple:
-    return (lambda c: c.sh(host, f"crontab -l | sed {sed} | crontab -"),
-            lambda c: c.sh(host, "crontab /etc/pynomaly/crontab"))
-
-
 def _chmod(host: str, path: str) -> tuple:
     return (lambda c: c.sh(host, f"chmod a-x {path}"), lambda c: c.sh(host, f"chmod 750 {path}"))
 
@@ -64,8 +59,7 @@ def _chmod(host: str, path: str) -> tuple:
 DRIFTS: tuple[Drift, ...] = (
     Drift("backup-cron-removed", ("BAK-CRON-DB",),
           "db1: the backup_db.sh line removed from root's crontab",
-          lambda c: c.sh("db1", "crontab -l | grep -v backup_db.sh | crontab -"),
-          lambda c: c.sh("db1", "crontab /etc/pynomaly/crontab")),
+          *crontab_edit("db1", "'/backup_db.sh/d'")),
     Drift("backup-db-script-not-executable", ("BAK-DB-SCRIPT",),
           f"db1: chmod a-x {DB_SCRIPT}", *_chmod("db1", DB_SCRIPT)),
     Drift("backup-db-wrong-database", ("BAK-DB-SCRIPT-DUMP",),
@@ -100,11 +94,11 @@ DRIFTS: tuple[Drift, ...] = (
           *_corrupt_newest("web1", APP_DIR, "pynomaly_app_", ".tar.gz")),
     Drift("backup-app-cron-4am", ("BAK-CRON-APP",),
           "web1: backup_app.sh scheduled at 4 AM instead of 2 AM",
-          *_crontab("web1", "'s|^0 2 \\* \\* \\* /opt/pynomaly/scripts/backup_app.sh|0 4 * * * "
+          *crontab_edit("web1", "'s|^0 2 \\* \\* \\* /opt/pynomaly/scripts/backup_app.sh|0 4 * * * "
                             "/opt/pynomaly/scripts/backup_app.sh|'")),
     Drift("logrotate-cron-removed", ("BAK-CRON-LOGROTATE",),
           "web1: the logrotate line removed from root's crontab",
-          *_crontab("web1", "'/logrotate/d'")),
+          *crontab_edit("web1", "'/logrotate/d'")),
     Drift("logrotate-config-elsewhere", ("BAK-LOGROTATE-CONFIG",),
           "web1: /etc/logrotate.d/pynomaly rotates /var/log/other/*.log instead of /var/log/pynomaly",
           *edit_file("web1", "/etc/logrotate.d/pynomaly", "'s|^/var/log/pynomaly/|/var/log/other/|'", "true",

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..topology import PUBLIC_NAME
-from . import BACKUPS, NGINX_RELOAD, Ctx, Drift, edit_file, pretend_removed
+from . import BACKUPS, NGINX_RELOAD, Ctx, Drift, crontab_edit, edit_file, pretend_removed
 
 CONF = "/etc/nginx/nginx.conf"
 LIVE = f"/etc/letsencrypt/live/{PUBLIC_NAME}"
@@ -245,8 +245,7 @@ DRIFTS: tuple[Drift, ...] = (
     # certbot (Let's Encrypt Setup; Software Dependencies)
     Drift("certbot-renew-cron-removed", ("TLS-CERTBOT-RENEW-CRON",),
           "web1: the certbot renew line removed from root's crontab",
-          lambda c: c.sh("web1", "crontab -l | grep -v 'certbot renew' | crontab -"),
-          lambda c: c.sh("web1", "crontab /etc/pynomaly/crontab")),
+          *crontab_edit("web1", "'/certbot renew/d'")),
     Drift("certbot-nginx-plugin-removed", ("TLS-CERTBOT-NGINX-PLUGIN",),
           "web1: python3-certbot-nginx removed as dpkg sees it (status deinstall, certbot_nginx gone)",
           *pretend_removed("web1", "python3-certbot-nginx", "/usr/lib/python3/dist-packages/certbot_nginx")),
