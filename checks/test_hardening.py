@@ -43,10 +43,13 @@ def hardening_commands(roles) -> dict[str, str]:
         "jail_local": "cat /etc/fail2ban/jail.local 2>&1",
         "aide_db": "stat -c '%n %s' /var/lib/aide/aide.db 2>&1",
         # python-apt would write /var/cache/apt/*pkgcache.bin on a host without them: an apt
-        # configuration (on tmpfs, removed after) keeps the package cache in memory
+        # configuration (on tmpfs, removed after) keeps the package cache in memory. Two dry runs
+        # at once (two xdist workers on one host) remove each other's pid file and fail: flock
+        # on /etc/apt (an advisory lock; nothing written) runs them one after the other
         "unattended": "f=$(mktemp -p /dev/shm 2>/dev/null || mktemp); "
                       "printf 'Dir::Cache::pkgcache \"\";\\nDir::Cache::srcpkgcache \"\";\\n' > $f; "
-                      "APT_CONFIG=$f unattended-upgrade --dry-run >/dev/null 2>&1; echo rc=$?; rm -f $f",
+                      "APT_CONFIG=$f flock -w 120 /etc/apt unattended-upgrade --dry-run >/dev/null 2>&1; "
+                      "echo rc=$?; rm -f $f",
         "apt_lists": "ls /var/lib/apt/lists 2>/dev/null",
         # no lock, and the package cache built in memory: apt would otherwise rewrite pkgcache.bin
         "apt_simulate": "out=$(apt-get -s -o Debug::NoLocking=1 -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache="
