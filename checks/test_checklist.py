@@ -129,11 +129,18 @@ def test_disk_usage(server, expected, checklist):
 
 
 def tcp_connect_ms(address: str, port: int, samples: int = LATENCY_SAMPLES, timeout: float = 2.0) -> list[float]:
+    """Connect times in ms. A connection that times out is a sample of at least `timeout` (a
+    lossy link is latency too); when none connects, the host cannot be measured (TimeoutError)."""
     out = []
     for _ in range(samples):
         started = time.perf_counter()
-        with socket.create_connection((address, port), timeout=timeout):
-            out.append(round((time.perf_counter() - started) * 1000, 2))
+        try:
+            with socket.create_connection((address, port), timeout=timeout):
+                out.append(round((time.perf_counter() - started) * 1000, 2))
+        except TimeoutError:
+            out.append(timeout * 1000)
+    if all(ms >= timeout * 1000 for ms in out):
+        raise TimeoutError(f"{address}:{port}: no TCP connection within {timeout}s in {samples} tries")
     return out
 
 

@@ -3,6 +3,8 @@
 import datetime as dt
 from types import SimpleNamespace
 
+import pytest
+
 from audit.hostparse import parse_ufw_status
 from checks import test_backups as bak
 from checks import test_checklist as chk
@@ -99,3 +101,25 @@ def test_restore_row_counts():
 def test_cpu_load_percent():
     assert chk.cpu_load_percent("0.52 1.20 1.31 1/450 1592", "2\n") == (2, 1.2, 60.0)
     assert chk.cpu_load_percent("3.9 3.4 3.0 5/450 1592", "4") == (4, 3.4, 85.0)  # >= 80: non-compliant
+
+
+def test_tcp_connect_ms_counts_a_timeout_as_latency(monkeypatch):
+    """A lossy link (a SYN and its retransmission dropped) is latency, not could-not-audit; a host
+    that never answers cannot be measured."""
+    import contextlib
+
+    outcomes = iter([None, TimeoutError(), None, TimeoutError(), TimeoutError()])
+
+    def connect(*_args, **_kw):
+        outcome = next(outcomes)
+        if outcome:
+            raise outcome
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(chk.socket, "create_connection", connect)
+    times = chk.tcp_connect_ms("127.0.0.1", 22, timeout=2.0)
+    assert len(times) == 5
+    assert times.count(2000.0) == 3
+    outcomes = iter([TimeoutError()] * 5)
+    with pytest.raises(TimeoutError, match="no TCP connection within 2.0s in 5 tries"):
+        chk.tcp_connect_ms("127.0.0.1", 22, timeout=2.0)
