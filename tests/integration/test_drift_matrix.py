@@ -8,10 +8,10 @@ of two of them and nothing they change is shared (provision/drifts SHARED; ALONE
 share a batch). Every red check is attributed to the drift of the batch that owns it (check
 function and requirement, or a check it disturbs: provision/drifts DISTURBS), and a red check
 that no drift owns counts against every drift of its module: a drift whose verdict is off in its
-batch, or a batch that cannot be applied or healed
-together, is run again one drift at a time, and that run decides. The blind spot of batching: a
-drift that also turns red a check that another drift of its batch owns is not seen, since that
-check is expected red; SHARED and ALONE keep the drifts that could do so apart.
+batch, or a batch that cannot be applied or healed together, is run again one drift at a time,
+and that run decides. The blind spot of batching: a drift that also turns red a check that
+another drift of its batch owns is not seen, since that check is expected red; SHARED and ALONE
+keep the drifts that could do so apart.
 
 Which drifts: unset or `PYNOMALY_DRIFTS=all` (what `.ci/run` and `tox -e selftest` do) every
 drift (about 200 in about 34 batches, ~13 min); `quick` one per check module; `a,b` those, one by
