@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from audit.yamlio import load_yaml
 
 CATALOGUE_PATH = Path(__file__).resolve().parent.parent / "checks" / "requirements.yml"
 Severity = Literal["blocker", "critical", "normal", "minor"]
@@ -17,6 +18,16 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
     title: str
     anchor: str
+
+
+class Fact(BaseModel):
+    """A requirement that is one value to compare: which probe reads it, under which key, and how
+    the value compares (checks/values.py judges every such row on the hosts of its `roles`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    probe: str
+    key: str
+    compare: Literal["equal", "at_least", "at_most", "set"] = "equal"
 
 
 class Requirement(BaseModel):
@@ -29,6 +40,13 @@ class Requirement(BaseModel):
     roles: list[str] | None = None
     automatable: bool = True
     reason: str | None = None
+    fact: Fact | None = None
+
+    @model_validator(mode="after")
+    def _roles_of_a_fact(self) -> Requirement:
+        if self.fact is not None and not self.roles:
+            raise ValueError(f"{self.id}: a `fact` row needs `roles` (the hosts it is judged on)")
+        return self
 
     @model_validator(mode="after")
     def _reason_when_not_automatable(self) -> Requirement:
@@ -57,7 +75,7 @@ class Catalogue(BaseModel):
     def __getitem__(self, req_id: str) -> Requirement:
         return self.by_id[req_id]
 
-    @property
+    @cached_property
     def by_id(self) -> dict[str, Requirement]:
         return {r.id: r for r in self.requirements}
 
@@ -71,7 +89,7 @@ class Catalogue(BaseModel):
 @cache
 def load_catalogue(path: Path = CATALOGUE_PATH) -> Catalogue:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
         return Catalogue(**data)
     except ValidationError as exc:
         err = exc.errors()[0]

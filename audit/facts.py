@@ -1,51 +1,169 @@
-"""Host facts gathered in one remote command: each section is `### name` followed by its output.
+"""Facts: what a probe read from a host (or from the deployment as a whole), gathered ONCE per run.
 
-Checks read `server.facts["name"]`; a missing tool leaves its section empty. Add a section here
-rather than running one more remote command per check.
+A probe (audit/probes/<area>.py) is a function registered with `@probe`: it reads through the
+access layer (audit/access.py) and returns a frozen facts object; checks receive it as a fixture
+of the probe's name and only judge it. The `FactStore` of a run keeps every result, failures
+(CouldNotAudit) included, in a folder that the xdist controller and all its workers share, with
+one lock file per (probe, host): whichever process needs a fact first gathers it, the others wait
+for it and read it. After collection each process prefetches, in a thread pool, the facts its
+checks will need, slow probes first and every host at once; a process only gathers what no other
+process has started, so the remote commands per host are the same whatever `-n` is.
 """
 
 from __future__ import annotations
 
-FACT_COMMANDS: dict[str, str] = {
-    "os_release": "cat /etc/os-release",
-    "nproc": "nproc",
-    "meminfo": "grep -E '^(MemTotal|MemAvailable):' /proc/meminfo",
-    "loadavg": "cat /proc/loadavg",
-    "root_disk": "df -P -B1 / | tail -n 1",
-    "disks": "df -P -B1 -x tmpfs -x devtmpfs -x overlay -x squashfs 2>/dev/null | tail -n +2",
-    "rotational": "for d in /sys/block/*/queue/rotational; do echo \"$d $(cat $d)\"; done",
-    "nic_speed": "for n in /sys/class/net/*; do [ \"${n##*/}\" = lo ] || "
-                 "echo \"${n##*/} $(cat $n/speed 2>/dev/null)\"; done",
-    "python": "python3 --version 2>&1",
-    "postgres": "for b in /usr/lib/postgresql/*/bin/postgres /usr/pgsql-*/bin/postgres; do "
-                "[ -x \"$b\" ] && \"$b\" -V; done; command -v postgres >/dev/null && postgres -V",
-    "redis": "command -v redis-server >/dev/null && redis-server --version",
-    "nginx": "command -v nginx >/dev/null && nginx -v 2>&1",
-    "certbot": "command -v certbot >/dev/null && certbot --version 2>&1",
-    "docker": "command -v docker >/dev/null && docker version --format '{{.Server.Version}}' 2>/dev/null",
-    "compose": "(docker compose version --short 2>/dev/null || docker-compose version --short 2>/dev/null)",
-}
+import contextlib
+import fcntl
+import os
+import pickle
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-MARK = "### pynomaly-audit:"
+from audit.outcomes import CouldNotAudit
+
+DEPLOYMENT = "@deployment"  # the host key of probes that read the deployment as a whole
 
 
-def gather_script(commands: dict[str, str]) -> str:
-    """One shell script that prints each command's output under a `### pynomaly-audit:NAME` line."""
-    return "; ".join(f"echo '{MARK}{name}'; ({cmd}) 2>/dev/null" for name, cmd in commands.items())
+@dataclass(frozen=True)
+class Probe:
+    """One kind of fact: `gather(session, host)` (or `gather(session)` when not per host)."""
+
+    name: str
+    gather: Callable[..., Any]
+    per_host: bool = True
+    slow: bool = False  # started first by the prefetcher (scans, probes from several vantage points)
+    needs: tuple[str, ...] = ()  # other probes it reads (gathered first)
 
 
-def parse_sections(output: str, commands: dict[str, str]) -> dict[str, str]:
-    """name -> output (stripped) for every command; a command that printed nothing maps to ''."""
-    found: dict[str, list[str]] = {}
-    current = None
-    for line in output.splitlines():
-        if line.startswith(MARK) and line[len(MARK):].strip() in commands:
-            current = line[len(MARK):].strip()
-            found[current] = []
-        elif current is not None:
-            found[current].append(line)
-    return {name: "\n".join(found.get(name, [])).strip() for name in commands}
+REGISTRY: dict[str, Probe] = {}
 
 
-def parse_facts(output: str) -> dict[str, str]:
-    return parse_sections(output, FACT_COMMANDS)
+def probe(name: str | None = None, *, per_host: bool = True, slow: bool = False, needs: tuple[str, ...] = ()):
+    """Register a probe function; the checks get its facts as the fixture `name`."""
+
+    def register(func: Callable) -> Callable:
+        key = name or func.__name__
+        if key in REGISTRY and REGISTRY[key].gather is not func:
+            raise ValueError(f"two probes are called {key!r}")
+        REGISTRY[key] = Probe(key, func, per_host, slow, needs)
+        return func
+
+    return register
+
+
+def load_probes() -> dict[str, Probe]:
+    """Import every module of audit/probes so that their probes are registered."""
+    import importlib
+    import pkgutil
+
+    import audit.probes as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"audit.probes.{info.name}")
+    return REGISTRY
+
+
+class FactStore:
+    """The facts of one run: gathered once per (probe, host), shared across processes."""
+
+    def __init__(self, folder: Path, session):
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.session = session
+        self._memo: dict[tuple[str, str], tuple[str, Any]] = {}
+        self._memo_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self.gathered: dict[tuple[str, str], float] = {}  # what this process gathered, seconds each
+
+    def _path(self, probe_name: str, host: str) -> Path:
+        return self.folder / f"{probe_name}@{host}"
+
+    def get(self, probe_name: str, host: str | None = None) -> Any:
+        """The facts of `probe_name` on `host` (None: deployment-wide); re-raises a cached failure."""
+        kind, value = self._result(REGISTRY[probe_name], host or DEPLOYMENT, wait=True)
+        if kind == "error":
+            raise value
+        return value
+
+    def _result(self, p: Probe, host: str, wait: bool) -> tuple[str, Any] | None:
+        key = (p.name, host)
+        with self._memo_lock:
+            if key in self._memo:
+                return self._memo[key]
+        path = self._path(p.name, host)
+        result = self._read(path)
+        if result is None:
+            with open(f"{path}.lock", "a") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                except BlockingIOError:
+                    return None  # another process (or thread) gathers it now
+                result = self._read(path)
+                if result is None:
+                    result = self._gather(p, host)
+                    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}")
+                    tmp.write_bytes(pickle.dumps(result))
+                    tmp.replace(path)
+        with self._memo_lock:
+            self._memo[key] = result
+        return result
+
+    def _gather(self, p: Probe, host: str) -> tuple[str, Any]:
+        started = time.monotonic()
+        try:
+            for need in p.needs:
+                self._result(REGISTRY[need], host if REGISTRY[need].per_host else DEPLOYMENT, wait=True)
+            if p.per_host:
+                target = self.session.inventory.hosts[host]
+                if p.name != "reach":
+                    self.get("reach", host)
+                value = p.gather(self.session, target)
+            else:
+                value = p.gather(self.session)
+            result = ("ok", value)
+        except CouldNotAudit as exc:
+            result = ("error", exc)
+        except Exception as exc:  # noqa: BLE001 - a probe defect is reported by every check that needs it
+            result = ("error", CouldNotAudit(None if host == DEPLOYMENT else host, f"probe {p.name}",
+                                             f"the probe failed ({type(exc).__name__}: {exc}): a defect of the suite"))
+        self.gathered[(p.name, host)] = time.monotonic() - started
+        try:
+            pickle.dumps(result)
+        except Exception as exc:  # noqa: BLE001 - facts must cross processes
+            result = ("error", CouldNotAudit(None, f"probe {p.name}", f"its facts cannot be shared: {exc}"))
+        return result
+
+    @staticmethod
+    def _read(path: Path) -> tuple[str, Any] | None:
+        try:
+            return pickle.loads(path.read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def prefetch(self, wanted: Iterable[tuple[str, str]], threads: int = 8) -> None:
+        """Start gathering `(probe, host)` facts in the background: reachability of every host
+        first, then slow probes, then the rest host by host in turn; skip what another process
+        is gathering already (its checks will wait for it)."""
+        wanted = set(wanted)
+        if not wanted:
+            return
+        hosts = sorted({h for _, h in wanted if h != DEPLOYMENT})
+        order = [("reach", h) for h in hosts]
+        rest = sorted(wanted - set(order), key=lambda k: (not REGISTRY[k[0]].slow, k[0] == "reach",
+                                                         hosts.index(k[1]) if k[1] in hosts else -1, k[0]))
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="facts")
+        for name, host in order + rest:
+            self._pool.submit(self._quietly, REGISTRY[name], host)
+
+    def _quietly(self, p: Probe, host: str) -> None:
+        with contextlib.suppress(Exception):
+            self._result(p, host, wait=False)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)

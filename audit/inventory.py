@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from audit.settings import AuditSettings
+from audit.yamlio import load_yaml
 
 INVENTORY_DIR = Path(__file__).resolve().parent.parent / "inventories"
 
@@ -84,7 +88,8 @@ class HostVars(BaseModel):
     audit_secrets: dict[str, SecretRef] | None = None
     audit_app_instances: int | None = Field(default=None, ge=1)
     audit_deploy_repo: str | None = None
-    audit_settings: dict[str, Any] | None = None
+    audit_settings: AuditSettings | None = None
+    audit_not_applicable: dict[str, str] | None = None   # REQ-ID or catalogue section -> why not
     audit_load: LoadProfile | None = None
 
     @field_validator("audit_secrets", mode="before")
@@ -99,12 +104,22 @@ class HostVars(BaseModel):
                     )
         return value
 
+    @field_validator("audit_not_applicable")
+    @classmethod
+    def _reasons(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for key, reason in (value or {}).items():
+            if not str(reason or "").strip():
+                raise ValueError(f"{key}: give the reason why it does not apply to this deployment")
+        return value
+
     def model_post_init(self, _ctx: Any) -> None:
         unknown = [k for k in (self.model_extra or {}) if k.startswith("audit_")]
         if unknown:
             raise ValueError(f"unknown suite variable(s): {', '.join(sorted(unknown))}")
 
 
+# suite variables merged key by key across all < group < host (other variables: the most specific wins)
+MERGED_VARS = ("audit_settings", "audit_not_applicable")
 PATH_VARS = ("ansible_ssh_private_key_file", "audit_known_hosts", "audit_ca_bundle", "audit_waivers",
              "audit_deploy_repo")
 
@@ -133,6 +148,21 @@ class Host:
     def connection(self) -> str:
         return self.vars.get("ansible_connection") or "ssh"
 
+    @property
+    def become(self) -> bool:
+        """Commands that need root go through `sudo -n` (ansible_become), else the login is root."""
+        return bool(self.vars.get("ansible_become"))
+
+    @cached_property
+    def settings(self) -> AuditSettings:
+        """The host's typed audit_settings (merged key by key over all, groups, host)."""
+        return AuditSettings(**(self.vars.get("audit_settings") or {}))
+
+    @property
+    def not_applicable(self) -> dict[str, str]:
+        """Requirement ids or catalogue sections declared not applicable on this host, with why."""
+        return dict(self.vars.get("audit_not_applicable") or {})
+
 
 @dataclass
 class Inventory:
@@ -150,6 +180,11 @@ class Inventory:
     @property
     def roles(self) -> set[str]:
         return set().union(*(h.roles for h in self.hosts.values())) if self.hosts else set()
+
+    @cached_property
+    def settings(self) -> AuditSettings:
+        """The deployment-wide audit_settings (all.vars)."""
+        return AuditSettings(**(self.globals.get("audit_settings") or {}))
 
     def setting(self, key: str, default: Any = None) -> Any:
         """A deployment-wide suite variable (from `all.vars`)."""
@@ -220,7 +255,7 @@ def load_inventory(path: str | Path) -> Inventory:
     """Read, validate and merge an inventory file."""
     path = Path(path).resolve()
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except OSError as exc:
         raise InventoryError(f"{path}: cannot read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
@@ -242,10 +277,11 @@ def load_inventory(path: str | Path) -> Inventory:
             roles.update(chain)
         layers = sorted((depth_of[g][0], g) for g in roles)
         merged: dict[str, Any] = {}
-        for _, g in layers:
-            merged.update(depth_of[g][1])
-        for _, hvars in memberships:
-            merged.update(hvars)
+        for layer in [depth_of[g][1] for _, g in layers] + [hvars for _, hvars in memberships]:
+            for key, value in layer.items():
+                if key in MERGED_VARS and isinstance(value, dict):
+                    value = {**(merged.get(key) or {}), **value}
+                merged[key] = value
         roles.discard("all")
         roles.discard("ungrouped")
         hosts[hname] = Host(hname, frozenset(roles), merged)

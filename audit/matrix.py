@@ -17,10 +17,21 @@ from audit.catalogue import Catalogue
 CHECKS_DIR = Path(__file__).resolve().parent.parent / "checks"
 
 
+def check_modules(checks_dir: Path = CHECKS_DIR) -> list[Path]:
+    """The product's check modules: checks/<area>.py."""
+    return sorted(p for p in checks_dir.glob("*.py") if not p.name.startswith("_"))
+
+
 def declared_requirements(checks_dir: Path = CHECKS_DIR) -> dict[str, set[str]]:
-    """requirement id -> names of the check functions (module::function) that declare it."""
+    """requirement id -> names of the check functions (module::function) that declare it, including
+    the catalogue's value rows (`fact:`), judged by the one generic check of checks/values.py."""
     found: dict[str, set[str]] = defaultdict(set)
-    for path in sorted(checks_dir.glob("test_*.py")):
+    from audit.catalogue import load_catalogue
+
+    for req in load_catalogue().requirements:
+        if req.fact is not None:
+            found[req.id].add(VALUE_CHECK)
+    for path in check_modules(checks_dir):
         tree = ast.parse(path.read_text(), filename=str(path))
         constants = _string_constants(tree)
         for node in ast.walk(tree):
@@ -66,16 +77,17 @@ def _is_requirement_call(func: ast.expr) -> bool:
     return name in ("requirement", "per_requirement")
 
 
+VALUE_CHECK = "values::check_catalogued_value"
 OUTCOME_ORDER = ["failed", "error", "passed", "skipped"]
 # Display order of the matrix statuses (every status `build` can give a row).
-STATUSES = ["passed", "failed", "error", "waived", "skipped", "not run", "uncovered", "not automatable"]
+STATUSES = ["passed", "failed", "error", "waived", "not applicable", "not run", "uncovered", "not automatable"]
 STATUS_HELP = {
     "passed": "every check of the requirement passed on every host it ran on",
     "failed": "non-compliant: a check found the deployment differs from the guide (or its waiver expired)",
-    "error": "could not audit: a host or service was unreachable, a login refused, a tool missing",
+    "error": "could not audit: a host, service, role or inventory setting the check needs was missing or unreachable",
     "waived": "an active waiver covers the requirement (see the note)",
-    "skipped": "not applicable: no host of the check's role in the inventory",
-    "not run": "checks exist but none ran in this audit (deselected, or opt-in marker)",
+    "not applicable": "the inventory declares it does not apply to this deployment (audit_not_applicable, see the note)",
+    "not run": "one or more of its checks did not run in this audit (deselected, or an opt-in marker not chosen)",
     "uncovered": "no check names this requirement yet",
     "not automatable": "cannot be checked by a program (see the note)",
 }
@@ -93,7 +105,7 @@ def build(catalogue: Catalogue, by_test: dict[str, dict]) -> list[dict]:
         for req in filter(None, entry.get("requirements", "").split(",")):
             per_req[req][entry.get("host") or "-"].append(entry["outcome"])
             ran[req].add(_check_name(nodeid))
-            if entry.get("category") == "waived":
+            if entry.get("category") in ("waived", "not-applicable"):
                 reasons[req] = entry.get("reason", "")
             elif entry.get("message") and entry["outcome"] in ("failed", "error"):
                 host = entry.get("host")
@@ -108,10 +120,12 @@ def build(catalogue: Catalogue, by_test: dict[str, dict]) -> list[dict]:
             status = "uncovered"
         elif not hosts:
             status = "not run"
-        elif req.id in reasons and all(v == "skipped" for v in hosts.values()):
-            status = "waived"
+        elif all(v == "skipped" for v in hosts.values()):
+            status = "not applicable" if "not applicable" in reasons.get(req.id, "") else "waived"
         else:
             status = _worst(list(hosts.values()))
+            if status == "passed" and not set(declared.get(req.id, set())) <= ran.get(req.id, set()):
+                status = "not run"
         rows.append({"id": req.id, "severity": req.severity, "statement": req.statement,
                      "checks": checks, "hosts": hosts, "status": status,
                      "note": req.reason or (problems.get(req.id, "") if status in ("failed", "error")
@@ -119,8 +133,33 @@ def build(catalogue: Catalogue, by_test: dict[str, dict]) -> list[dict]:
     return rows
 
 
+def coverage(catalogue: Catalogue, by_test: dict[str, dict]) -> dict[str, str]:
+    """Per requirement: "audited" when every check that declares it ran to a verdict on every
+    host (passed, failed, waived or not applicable), else why not: "not run" (a check of it did
+    not run), "could not audit", "uncovered" (no check) or "not automatable"."""
+    declared = declared_requirements()
+    seen: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for nodeid, entry in by_test.items():
+        for req in filter(None, entry.get("requirements", "").split(",")):
+            seen[req][_check_name(nodeid)].append(entry["outcome"])
+    status = {}
+    for req in catalogue.requirements:
+        funcs = declared.get(req.id, set()) | set(seen.get(req.id, {}))
+        if not req.automatable:
+            status[req.id] = "not automatable"
+        elif not funcs:
+            status[req.id] = "uncovered"
+        elif any(f not in seen.get(req.id, {}) for f in funcs):
+            status[req.id] = "not run"
+        elif any("error" in outs for outs in seen[req.id].values()):
+            status[req.id] = "could not audit"
+        else:
+            status[req.id] = "audited"
+    return status
+
+
 def _check_name(nodeid: str) -> str:
-    """`checks/test_tls.py::test_x[web1]` -> `test_tls::test_x` (the form `declared_requirements` uses)."""
+    """`checks/tls.py::check_x[web1]` -> `tls::check_x` (the form `declared_requirements` uses)."""
     path, _, rest = nodeid.partition("::")
     return f"{Path(path).stem}::{rest.split('[', 1)[0]}"
 
@@ -154,11 +193,12 @@ def _md(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def to_markdown(rows: list[dict]) -> str:
-    """The matrix as Markdown: counts first, then what needs attention, then every requirement.
-    Plain enough to read with `cat` in a CI log."""
+def to_markdown(rows: list[dict], headline: str | None = None) -> str:
+    """The matrix as Markdown: the run's headline (PARTIAL when narrowed), counts, then what needs
+    attention, then every requirement. Plain enough to read with `cat` in a CI log."""
     counts = summary(rows)
-    lines = ["# Requirement matrix", "", "| status | requirements | meaning |", "|---|---:|---|"]
+    lines = ["# Requirement matrix", ""] + ([headline, ""] if headline else [])
+    lines += ["| status | requirements | meaning |", "|---|---:|---|"]
     lines += [f"| {k} | {v} | {STATUS_HELP.get(k, '')} |" for k, v in counts.items()]
     todo = attention(rows)
     lines += ["", f"## Needs attention ({len(todo)})", ""]

@@ -11,26 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import shutil
 import socket
 import subprocess
 import tempfile
 import threading
 import uuid
-from functools import cached_property
 from pathlib import Path
 
-import testinfra
-
 from audit.inventory import Host, Inventory
+from audit.outcomes import HostUnreachable
 
 CONNECT_TIMEOUT = 5
 COMMAND_TIMEOUT = 60
-
-
-class HostUnreachable(Exception):
-    """The suite could not audit this host (connection refused, auth refused, timeout)."""
 
 
 def run_id() -> str:
@@ -111,7 +104,7 @@ class Transport:
                     self._forwards[key] = port
                     return "127.0.0.1", port
                 last = proc.stderr.strip()
-            raise HostUnreachable(f"{host.name}: cannot forward to {remote_host}:{remote_port}: {last}")
+            raise HostUnreachable(host.name, f"cannot forward to {remote_host}:{remote_port} over SSH: {last}")
 
     def close(self) -> None:
         """Stop the shared SSH masters (the controller does this once, at the end of the run)."""
@@ -128,87 +121,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ssh_cause(text: str) -> str:
+def ssh_cause(text: str) -> str:
+    """The last line ssh printed (its reason), or a generic one."""
     text = (text or "").strip().splitlines()
     return text[-1] if text else "ssh exited with status 255"
-
-
-class Server:
-    """One audited host: testinfra access, commands with timeouts, facts in one round trip."""
-
-    def __init__(self, host: Host, transport: Transport | None):
-        self.host_vars = host
-        self.name = host.name
-        self.roles = host.roles
-        self.transport = transport
-        self._failure: str | None = None
-
-    def __repr__(self) -> str:
-        return f"<Server {self.name}>"
-
-    @cached_property
-    def testinfra(self) -> testinfra.host.Host:
-        h = self.host_vars
-        sudo = bool(h.vars.get("ansible_become"))
-        if "testinfra_spec" in h.vars:
-            return testinfra.get_host(h.vars["testinfra_spec"])
-        if h.connection == "local":
-            return testinfra.get_host("local://", sudo=sudo)
-        if h.connection == "docker":
-            return testinfra.get_host(f"docker://{h.address}", sudo=sudo)
-        return testinfra.get_host(f"ssh://{h.name}", ssh_config=self.transport.ssh_config,
-                                  timeout=CONNECT_TIMEOUT, sudo=sudo)
-
-    def ensure_reachable(self) -> None:
-        """Raise HostUnreachable (cached) when the host cannot be reached or refuses the login."""
-        if self._failure is None:
-            try:
-                self.run("true", timeout=15)
-                self._failure = ""
-            except HostUnreachable as exc:
-                self._failure = str(exc)
-        if self._failure:
-            raise HostUnreachable(self._failure)
-
-    def run(self, command: str, timeout: int = COMMAND_TIMEOUT):
-        """Run a shell command on the host (bounded by `timeout` seconds on the host side)."""
-        wrapped = f"timeout {int(timeout)} sh -c {shlex.quote(command)}"
-        if self.transport is not None:
-            self.transport.count(self.name, "commands")
-        try:
-            result = self.testinfra.run(wrapped)
-        except RuntimeError as exc:  # testinfra's ssh backend: ssh itself failed (rc 255)
-            cause = _ssh_cause(getattr(exc.args[0], "stderr", "") if exc.args else "")
-            raise HostUnreachable(f"{self.name} ({self.host_vars.address}): {cause}") from None
-        except subprocess.TimeoutExpired:
-            raise HostUnreachable(f"{self.name}: no answer within {timeout}s") from None
-        if result.rc == 124:
-            raise HostUnreachable(f"{self.name}: `{command}` did not finish within {timeout}s")
-        return result
-
-    def forward(self, remote_port: int, remote_host: str = "127.0.0.1") -> tuple[str, int]:
-        self.ensure_reachable()
-        if self.transport is None:
-            return remote_host, remote_port
-        return self.transport.forward(self.host_vars, remote_port, remote_host)
-
-    @property
-    def facts(self) -> dict[str, str]:
-        """The prerequisite facts (audit/facts.py), gathered with ONE remote command."""
-        from audit.facts import FACT_COMMANDS
-
-        return self.collect("facts", FACT_COMMANDS)
-
-    def collect(self, group: str, commands: dict[str, str], timeout: int = 60) -> dict[str, str]:
-        """Run a named group of commands in ONE round trip; name -> output (cached per run).
-
-        Each area module declares what it reads from a host as one such group, so that a host
-        is asked once per area however many checks read it.
-        """
-        from audit.facts import gather_script, parse_sections
-
-        cache = self.__dict__.setdefault("_collected", {})
-        if group not in cache:
-            self.ensure_reachable()
-            cache[group] = parse_sections(self.run(gather_script(commands), timeout=timeout).stdout, commands)
-        return cache[group]

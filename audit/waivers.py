@@ -17,6 +17,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from audit.yamlio import load_yaml
+
 
 class WaiverError(Exception):
     """The waiver file is malformed; the message names the file and the entry."""
@@ -44,7 +46,7 @@ class WaiverFile(BaseModel):
 def load_waivers(path: str | Path, known_ids: set[str] | None = None) -> list[Waiver]:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
         waivers = WaiverFile(**data).waivers
     except OSError as exc:
         raise WaiverError(f"{path}: cannot read waiver file: {exc.strerror}") from None
