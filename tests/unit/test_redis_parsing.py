@@ -1,10 +1,10 @@
 # ruff: noqa: E501 - CLUSTER NODES lines are captured verbatim
-"""Redis checks' parsing (audit/redisinfo.py), on outputs captured from the reference deployment,
+"""Redis parsing (audit/probes/redis.py), on outputs captured from the reference deployment,
 both directions."""
 
 import pytest
 
-from audit.redisinfo import (
+from audit.probes.redis import (
     affinity_findings,
     bind_findings,
     config_file,
@@ -81,11 +81,12 @@ def test_memory_units_reject_garbage():
 
 
 def test_save_points():
-    guide = [(900, 1), (300, 10), (60, 10000)]
+    guide = ((900, 1), (300, 10), (60, 10000))
     assert save_points("900 1 300 10 60 10000") == guide
     assert save_points("60 10000 900 1 300 10") == guide
+    assert save_points([[900, 1], [300, 10], [60, 10000]]) == guide  # the catalogue's form
     assert save_points("3600 1") != guide
-    assert save_points("") == []
+    assert save_points("") == ()
 
 
 CONF = """\
