@@ -180,7 +180,8 @@ class Access:
             return (self._container_address(host, name) if remote_host in ("127.0.0.1", "localhost")
                     else remote_host), port
         if spec and not spec.startswith("ssh://"):
-            raise CouldNotAudit(host.name, f"port {port}", f"no way to reach a port through a {spec.split(':')[0]} host")
+            raise CouldNotAudit(host.name, f"port {port}",
+                                f"no way to reach a port through a {spec.split(':')[0]} host")
         if self.transport is None:
             raise CouldNotAudit(host.name, f"port {port}", "no SSH transport")
         return self.transport.forward(host, port, remote_host)
@@ -257,6 +258,11 @@ class Access:
                 raise CouldNotAudit(host.name, "PostgreSQL", pg_failure(str(exc))) from None
         return Login(True, f"logged in as {row[0]} (read-only session: {row[1]})")
 
+    def pg_connect(self, host: Host, user: str, password: str, database: str = guide.DATABASE, **libpq):
+        """A connection of its own as `user` (read-only sessions; the caller closes it): the writer
+        of an opt-in `writes` probe, which lifts read-only for its own transaction only."""
+        return self._pg_connect(host, database, user, password, **libpq)
+
     # ------------------------------------------------------------ Redis
 
     def redis(self, host: Host, port: int = guide.REDIS_PORT, password: str | None | bool = True):
@@ -327,7 +333,8 @@ class Access:
             if self._public is None:
                 url = self.inventory.setting("audit_public_url")
                 if not url:
-                    raise CouldNotAudit(None, "the public endpoint", "the inventory names none (all.vars.audit_public_url)")
+                    raise CouldNotAudit(None, "the public endpoint",
+                                        "the inventory names none (all.vars.audit_public_url)")
                 self._public = Public(url, self.inventory.setting("audit_resolve") or {},
                                       self.inventory.setting("audit_ca_bundle"))
             return self._public
@@ -396,9 +403,26 @@ class Public:
         try:
             return self.session.request(method, base + path, **kwargs)
         except requests.exceptions.SSLError as exc:
-            raise CouldNotAudit(None, f"the public endpoint {base}", f"TLS verification failed: {describe(exc)}") from None
+            raise CouldNotAudit(None, f"the public endpoint {base}",
+                                f"TLS verification failed: {describe(exc)}") from None
         except requests.RequestException as exc:
             raise CouldNotAudit(None, f"the public endpoint {base}", describe(exc)) from None
+
+    def alpn(self, offered: list[str]) -> str | None:
+        """The protocol the endpoint selects by ALPN from `offered`, in one TLS handshake to the
+        public name (SNI, verified with the CA bundle); a failed handshake is CouldNotAudit."""
+        import socket
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=self.ca_bundle)
+        ctx.set_alpn_protocols(offered)
+        try:
+            with socket.create_connection((self.address, self.port), timeout=CONNECT) as raw, \
+                    ctx.wrap_socket(raw, server_hostname=self.name) as tls:
+                return tls.selected_alpn_protocol()
+        except (OSError, ssl.SSLError) as exc:
+            raise CouldNotAudit(None, f"the public endpoint {self.name}:{self.port}",
+                                f"TLS handshake: {describe(exc)}") from None
 
 
 class Api:
@@ -430,6 +454,20 @@ class Api:
 
     def text(self, path: str) -> str:
         return self.raw(path).text
+
+    def status(self, path: str) -> tuple[int | None, str]:
+        """(HTTP status, start of the body) of a GET, e.g. a readiness endpoint; (None, why) when
+        the connection is refused or reset: the tunnel's host answered, so the service itself is
+        down. A timeout is CouldNotAudit."""
+        import requests
+
+        try:
+            resp = requests.get(self.base + path, timeout=(CONNECT, ANSWER))
+        except requests.ConnectionError as exc:
+            return None, f"no answer through the tunnel: {type(exc).__name__}"
+        except requests.RequestException as exc:
+            raise CouldNotAudit(None, f"the {self.name} API", describe(exc)) from None
+        return resp.status_code, " ".join(resp.text.split())[:100]
 
 
 # ------------------------------------------------------------ failure words

@@ -28,9 +28,10 @@ def declared_requirements(checks_dir: Path = CHECKS_DIR) -> dict[str, set[str]]:
     found: dict[str, set[str]] = defaultdict(set)
     from audit.catalogue import load_catalogue
 
-    for req in load_catalogue().requirements:
-        if req.fact is not None:
-            found[req.id].add(VALUE_CHECK)
+    if (checks_dir / "values.py").exists():
+        for req in load_catalogue().requirements:
+            if req.fact is not None:
+                found[req.id].add(VALUE_CHECK)
     for path in check_modules(checks_dir):
         tree = ast.parse(path.read_text(), filename=str(path))
         constants = _string_constants(tree)
@@ -86,17 +87,17 @@ STATUS_HELP = {
     "failed": "non-compliant: a check found the deployment differs from the guide (or its waiver expired)",
     "error": "could not audit: a host, service, role or inventory setting the check needs was missing or unreachable",
     "waived": "an active waiver covers the requirement (see the note)",
-    "not applicable": "the inventory declares it does not apply to this deployment (audit_not_applicable, see the note)",
+    "not applicable": "the inventory declares it does not apply here (audit_not_applicable, see the note)",
     "not run": "one or more of its checks did not run in this audit (deselected, or an opt-in marker not chosen)",
     "uncovered": "no check names this requirement yet",
     "not automatable": "cannot be checked by a program (see the note)",
 }
 
 
-def build(catalogue: Catalogue, by_test: dict[str, dict]) -> list[dict]:
+def build(catalogue: Catalogue, by_test: dict[str, dict], checks_dir: Path = CHECKS_DIR) -> list[dict]:
     """One row per requirement: checks, outcome per host, overall status. A requirement is
     covered by the checks that declare it in checks/ and by any check that ran and named it."""
-    declared = declared_requirements()
+    declared = declared_requirements(checks_dir)
     per_req: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     ran: dict[str, set[str]] = defaultdict(set)
     reasons: dict[str, str] = {}
@@ -133,11 +134,11 @@ def build(catalogue: Catalogue, by_test: dict[str, dict]) -> list[dict]:
     return rows
 
 
-def coverage(catalogue: Catalogue, by_test: dict[str, dict]) -> dict[str, str]:
+def coverage(catalogue: Catalogue, by_test: dict[str, dict], checks_dir: Path = CHECKS_DIR) -> dict[str, str]:
     """Per requirement: "audited" when every check that declares it ran to a verdict on every
     host (passed, failed, waived or not applicable), else why not: "not run" (a check of it did
     not run), "could not audit", "uncovered" (no check) or "not automatable"."""
-    declared = declared_requirements()
+    declared = declared_requirements(checks_dir)
     seen: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for nodeid, entry in by_test.items():
         for req in filter(None, entry.get("requirements", "").split(",")):

@@ -77,10 +77,10 @@ def is_finding(exc: BaseException | None) -> bool:
 ALLURE_CATEGORIES = json.dumps([
     {"name": "Expired waiver", "matchedStatuses": ["failed"], "messageRegex": ".*waiver for .* expired.*"},
     {"name": "Non-compliance (the deployment differs from the guide)", "matchedStatuses": ["failed"]},
-    {"name": "Suite error (a defect of the audit suite itself)", "matchedStatuses": ["broken"],
-     "messageRegex": "^(?!could not audit).*"},
     {"name": "Could not audit (unreachable host or service, refused login, missing setting or role)",
-     "matchedStatuses": ["broken"]},
+     "matchedStatuses": ["broken"], "messageRegex": "[\\s\\S]*could not audit [\\s\\S]*"},
+    {"name": "Suite error (a defect of the audit suite itself)", "matchedStatuses": ["broken"],
+     "messageRegex": "^(?![\\s\\S]*could not audit )[\\s\\S]*"},
     {"name": "Waived", "matchedStatuses": ["skipped"], "messageRegex": ".*waived:.*"},
     {"name": "Not applicable (declared in the inventory)", "matchedStatuses": ["skipped"],
      "messageRegex": ".*not applicable.*"},

@@ -53,7 +53,8 @@ def pytest_configure(config: pytest.Config) -> None:
     unknown = {m.strip() for m in (config.getoption("opt_in", default="") or "").split(",") if m.strip()} \
         - {*OPT_IN, "all"}
     if unknown:
-        raise pytest.UsageError(f"--opt-in: unknown {', '.join(sorted(unknown))} (choose from {', '.join(OPT_IN)}, all)")
+        raise pytest.UsageError(f"--opt-in: unknown {', '.join(sorted(unknown))} "
+                                f"(choose from {', '.join(OPT_IN)}, all)")
     hosts = config.getoption("hosts", default=None)
     if not hosts:
         return

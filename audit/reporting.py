@@ -35,7 +35,7 @@ def narrowed(config: pytest.Config) -> str | None:
     if getattr(config.option, "lf", False) or getattr(config.option, "failedfirst", False):
         why.append("--lf")
     if config.args_source == pytest.Config.ArgsSource.ARGS:
-        checks = (ROOT / "checks").resolve()
+        checks = (config.rootpath / "checks").resolve()
         paths = [a for a in config.args if Path(a.split("::")[0]).resolve() != checks]
         if paths:
             why.append("paths " + " ".join(paths))
@@ -64,7 +64,8 @@ class AuditReporter:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         config = self.config
         partial = narrowed(config)
-        status = matrix.coverage(self.catalogue, self.tally.by_test)
+        checks_dir = config.rootpath / "checks"
+        status = matrix.coverage(self.catalogue, self.tally.by_test, checks_dir)
         result = outcomes.verdict(self.tally, config.getoption("gate"), self.catalogue, status, partial)
         config.stash[outcomes.SUMMARY_KEY] = result.text
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED) \
@@ -74,7 +75,7 @@ class AuditReporter:
         if not alluredir:
             return
         self._write_allure_metadata(Path(alluredir))
-        rows = matrix.build(self.catalogue, self.tally.by_test)
+        rows = matrix.build(self.catalogue, self.tally.by_test, checks_dir)
         out = Path(alluredir).parent
         headline = result.text.splitlines()[0]
         (out / "requirements.md").write_text(matrix.to_markdown(rows, headline))

@@ -25,7 +25,7 @@ from audit.access import Access
 from audit.catalogue import Catalogue
 from audit.facts import DEPLOYMENT, REGISTRY, FactStore, load_probes
 from audit.inventory import Host, Inventory
-from audit.outcomes import CouldNotAudit, NonCompliant  # noqa: F401
+from audit.outcomes import CouldNotAudit, NonCompliant
 from audit.transport import Transport, control_dir
 from audit.waivers import Waiver, find_waiver
 
@@ -192,7 +192,7 @@ class AuditSession:
 
     # ------------------------------------------------------------ running a check
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    @pytest.hookimpl(wrapper=True, trylast=True)  # inside the other plugins' wrappers (logging's stash)
     def pytest_runtest_setup(self, item: pytest.Item):
         """Waivers and declared non-applicability first; then the fixtures. A finding raised while
         a fixture gathers facts is the check's finding, not an error: it is held back until the
@@ -251,6 +251,8 @@ class AuditSession:
             report.user_properties.append(("category", category))
         if report.failed and exc is not None:
             report.user_properties.append(("message", evidence.mask(str(exc) or type(exc).__name__)))
+        if report.failed and report.when == "call" and category in (outcomes.NOT_AUDITED, outcomes.SUITE_ERROR):
+            report.when = "setup"  # an error, not a failure: terminal, JUnit and Allure say "could not audit"
         if report.failed and isinstance(exc, CouldNotAudit):
             report.longrepr = str(exc)  # the suite's words are the whole story: no traceback
         elif report.longrepr is not None and not isinstance(report.longrepr, tuple | str):

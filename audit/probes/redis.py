@@ -257,7 +257,8 @@ def redis(session, host) -> RedisFacts:
     info = access.redis_call(host, port, "INFO", "server", password=login)
     memory = access.redis_call(host, port, "INFO", "memory", password=login)
     if isinstance(info, RedisAnswer) or isinstance(memory, RedisAnswer):
-        raise CouldNotAudit(host.name, f"Redis on port {port}", f"INFO refused: {info if isinstance(info, RedisAnswer) else memory}")
+        refused = info if isinstance(info, RedisAnswer) else memory
+        raise CouldNotAudit(host.name, f"Redis on port {port}", f"INFO refused: {refused}")
     flat = access.redis_call(host, port, "CONFIG", "GET", *KEYS, password=login)
     running = None if isinstance(flat, RedisAnswer) else (
         dict(flat.items()) if isinstance(flat, dict) else dict(zip(flat[0::2], flat[1::2], strict=False)))

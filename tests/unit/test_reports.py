@@ -64,7 +64,7 @@ def {name}(server):
 
 
 PASS = check("test_compliant", PASS_REQ)
-EVERYWHERE = check("test_reachable_everywhere", EVERYWHERE_REQ, 'assert server.run("echo hi").stdout.strip() == "hi"',
+EVERYWHERE = check("test_reachable_everywhere", EVERYWHERE_REQ, 'assert server.name in ("good", "down")',
                    roles='"web", "db_primary"')
 NONCOMPLIANT = check("test_non_compliant", NONCOMPLIANT_REQ, 'assert 64 >= 100, "disk is 64 GB"')
 MINOR = check("test_minor_gap", MINOR_REQ, 'assert 2 >= 8, "2 cores"')
@@ -72,8 +72,8 @@ WAIVED = check("test_waived", WAIVED_REQ, 'assert False, "must not run"')
 EXPIRED = check("test_expired_waiver", EXPIRED_REQ)
 ABSENT = check("test_absent_role", ABSENT_REQ, roles='"redis"')
 MIX = "import pytest\n" + PASS + EVERYWHERE + NONCOMPLIANT + MINOR + WAIVED + EXPIRED + ABSENT
-# what the mix gives, per check and host
-EXPECTED_TESTS = {"passed": 2, "failed": 3, "broken": 1, "skipped": 2, "total": 8}
+# what the mix gives, per check and host (a role with no host is could-not-audit: "broken")
+EXPECTED_TESTS = {"passed": 2, "failed": 3, "broken": 2, "skipped": 1, "total": 8}
 
 
 def write_project(path: Path, source: str) -> None:
@@ -108,21 +108,42 @@ def needs(tool: str | None, what: str) -> None:
     ("nightly", "import pytest\n" + PASS + MINOR + WAIVED, NON_COMPLIANT, False),
     ("pre-release", "import pytest\n" + EVERYWHERE + MINOR, COULD_NOT_AUDIT, True),
     ("nightly", "import pytest\n" + EVERYWHERE + WAIVED + ABSENT, COULD_NOT_AUDIT, False),
-    ("pre-release", "import pytest\n" + PASS + WAIVED + ABSENT, COMPLIANT, False),
+    ("pre-release", "import pytest\n" + PASS + WAIVED + ABSENT, COULD_NOT_AUDIT, False),
 ])
-def test_gate_exit_codes(pytester, gate, source, code, listed):
+def test_gate_exit_codes_of_a_narrowed_run(pytester, gate, source, code, listed):
+    """A run narrowed to some checks (here: a path) says PARTIAL, and its exit code judges what ran."""
     write_project(pytester.path, source)
-    result = pytester.runpytest_subprocess(*audit_args(pytester.path, f"--gate={gate}"))
+    result = pytester.runpytest_subprocess(*audit_args(pytester.path, f"--gate={gate}", "test_checks.py"))
     out = result.stdout.str()
     assert result.ret == code, out
     verdict = {COMPLIANT: "COMPLIANT", NON_COMPLIANT: "NON-COMPLIANT", COULD_NOT_AUDIT: "COULD NOT AUDIT"}[code]
-    assert f"{verdict} (exit {code}, gate {gate})" in out
+    assert f"PARTIAL (paths test_checks.py) {verdict} (exit {code}, gate {gate})" in out
     # pre-release lists the failures below critical that it did not count (nightly counts them all)
     assert ("non-blocking failures (normal/minor" in out) is listed
     if listed:
         assert f"test_checks.py::test_minor_gap[good] ({MINOR_REQ}; minor)" in out
     outcome = json.loads((pytester.path / "reports" / "outcomes.json").read_text())
     assert (outcome["exit_code"], outcome["gate"]) == (code, gate)
+
+
+def test_full_pre_release_run_needs_every_blocker_and_critical_requirement(pytester):
+    """Not narrowed: the pre-release gate exits 6 and lists what it did not audit, although every
+    check that ran passed; nightly judges what ran and says how much was audited."""
+    write_project(pytester.path, "import pytest\n" + PASS + WAIVED)
+    result = pytester.runpytest_subprocess(*audit_args(pytester.path, "--gate=pre-release"))
+    out = result.stdout.str()
+    assert result.ret == COULD_NOT_AUDIT, out
+    automatable = sum(r.automatable for r in CATALOGUE.requirements)
+    assert f"COULD NOT AUDIT (exit 6, gate pre-release): audited 2 of {automatable} automatable requirements" in out
+    assert "not audited, blocker or critical" in out
+    assert f"  {NONCOMPLIANT_REQ} (critical): uncovered" in out
+    outcome = json.loads((pytester.path / "reports" / "outcomes.json").read_text())
+    assert PASS_REQ not in outcome["not_audited"]
+    assert WAIVED_REQ not in outcome["not_audited"]
+    assert outcome["coverage"][PASS_REQ] == "audited"
+    nightly = pytester.runpytest_subprocess(*audit_args(pytester.path))
+    assert nightly.ret == COMPLIANT
+    assert f"COMPLIANT (exit 0, gate nightly): audited 2 of {automatable}" in nightly.stdout.str()
 
 
 def test_unknown_gate_is_a_usage_error(pytester):
@@ -160,7 +181,8 @@ def test_audit_output_ends_with_the_outcome_and_the_matrix_line(audited):
     proc = audited["proc"]
     assert proc.returncode == NON_COMPLIANT, proc.stdout
     tail = proc.stdout[proc.stdout.index("audit outcome"):]
-    assert "NON-COMPLIANT (exit 1, gate nightly): 2 passed, 3 non-compliant, 1 could not audit, 2 skipped" in tail
+    assert "NON-COMPLIANT (exit 1, gate nightly): audited 5 of " in tail  # all but the two errors
+    assert "checks: 2 passed, 3 non-compliant, 2 could not audit, 1 skipped" in tail
     counts = matrix.summary(json.loads((audited["reports"] / "requirements.json").read_text()))
     assert f"requirement matrix: {', '.join(f'{k} {v}' for k, v in counts.items())}" in tail
     assert re.search(rf"failed\s+critical\s+{NONCOMPLIANT_REQ}\s+good=failed", tail)
@@ -183,13 +205,15 @@ def test_junit_has_one_testcase_per_check_and_host(audited):
     assert kind(cases["test_expired_waiver[good]"]) == ["failure"]
     assert "expired" in cases["test_expired_waiver[good]"].find("failure").get("message")
     assert kind(cases["test_reachable_everywhere[down]"]) == ["error"]
-    assert "could not audit: down" in cases["test_reachable_everywhere[down]"].find("error").get("message")
+    assert "could not audit down: SSH" in cases["test_reachable_everywhere[down]"].find("error").get("message")
     assert kind(cases["test_waived[good]"]) == ["skipped"]
     assert "waived:" in cases["test_waived[good]"].find("skipped").get("message")
+    assert kind(cases["test_absent_role[no-host]"]) == ["error"]
+    assert "no host in group redis" in cases["test_absent_role[no-host]"].find("error").get("message")
     props = {p.get("name"): p.get("value") for p in cases["test_non_compliant[good]"].iter("property")}
     assert props == {"requirements": NONCOMPLIANT_REQ, "host": "good"}
     totals = [suite.get(k) for k in ("tests", "failures", "errors", "skipped")]
-    assert totals == ["8", "3", "1", "2"]
+    assert totals == ["8", "3", "2", "1"]
 
 
 def test_requirement_matrix_counts_and_rows(audited):
@@ -199,19 +223,18 @@ def test_requirement_matrix_counts_and_rows(audited):
     status = {req: rows[req]["status"] for req in
               (PASS_REQ, EVERYWHERE_REQ, NONCOMPLIANT_REQ, MINOR_REQ, WAIVED_REQ, EXPIRED_REQ, ABSENT_REQ)}
     assert status == {PASS_REQ: "passed", EVERYWHERE_REQ: "error", NONCOMPLIANT_REQ: "failed", MINOR_REQ: "failed",
-                      WAIVED_REQ: "waived", EXPIRED_REQ: "failed", ABSENT_REQ: "skipped"}
+                      WAIVED_REQ: "waived", EXPIRED_REQ: "failed", ABSENT_REQ: "error"}
     assert rows[EVERYWHERE_REQ]["hosts"] == {"down": "error", "good": "passed"}
     assert "test_checks::test_reachable_everywhere" in rows[EVERYWHERE_REQ]["checks"]
     assert "accepted for the test" in rows[WAIVED_REQ]["note"]
     assert f"waiver for {EXPIRED_REQ} expired" in rows[EXPIRED_REQ]["note"]
     assert "disk is 64 GB" in rows[NONCOMPLIANT_REQ]["note"]
 
-    declared = matrix.declared_requirements()
     ran = {PASS_REQ, EVERYWHERE_REQ, NONCOMPLIANT_REQ, MINOR_REQ, WAIVED_REQ, EXPIRED_REQ, ABSENT_REQ}
     automatable = {r.id for r in CATALOGUE.requirements if r.automatable}
-    expected = {"passed": 1, "failed": 3, "error": 1, "waived": 1, "skipped": 1,
-                "not run": len((set(declared) & automatable) - ran),
-                "uncovered": len(automatable - set(declared) - ran),
+    # the project has no checks/ directory: nothing is declared, what did not run is uncovered
+    expected = {"passed": 1, "failed": 3, "error": 2, "waived": 1, "not applicable": 0, "not run": 0,
+                "uncovered": len(automatable - ran),
                 "not automatable": len(CATALOGUE.requirements) - len(automatable),
                 "total": len(CATALOGUE.requirements)}
     assert matrix.summary(list(rows.values())) == expected
@@ -219,7 +242,7 @@ def test_requirement_matrix_counts_and_rows(audited):
     md = (reports / "requirements.md").read_text()
     assert "| failed | 3 |" in md
     assert "| waived | 1 |" in md
-    assert "## Needs attention (4)" in md
+    assert "## Needs attention (5)" in md
     assert f"| {EVERYWHERE_REQ} | critical | error | down=error good=passed |" in md
 
     page = (reports / "requirements.html").read_text()
@@ -266,8 +289,9 @@ def test_report_is_generated_offline_with_history(html_report):
     names = {n["name"]: n["statistic"]["total"] for n in categories["nodes"].values() if n["type"] == "category"}
     assert names["Expired waiver"] == 1
     assert names["Non-compliance (the deployment differs from the guide)"] == 2
-    assert names["Could not audit (unreachable host, refused login, missing tool)"] == 1
+    assert names["Could not audit (unreachable host or service, refused login, missing setting or role)"] == 2
     assert names["Waived"] == 1
+    assert "Suite error (a defect of the audit suite itself)" not in names
     attachments = json.loads((output / "widgets" / "globals.json").read_text())["attachments"]
     assert {a["name"] for a in attachments} == {"requirements.html", "requirements.md"}
 
@@ -275,7 +299,7 @@ def test_report_is_generated_offline_with_history(html_report):
 def test_single_file_report_from_the_command_line(html_report):
     cli = html_report["cli"]
     assert cli.returncode == 0, cli.stderr
-    assert "passed 2, failed 3, broken 1, skipped 2, total 8" in cli.stdout
+    assert "passed 2, failed 3, broken 2, skipped 1, total 8" in cli.stdout
     single = html_report["reports"] / "single"
     assert not (single / "data").exists()
     text = (single / "index.html").read_text()
