@@ -51,3 +51,11 @@ BACKUP_APP_DIR = "/opt/backups/application"
 # Security Hardening
 FAIL2BAN_JAIL = "/etc/fail2ban/jail.local"
 IPTABLES_RULES = "/etc/iptables/rules.v4"
+
+# Network, Security Hardening, Monitoring Checklist, Maintenance (the host areas)
+SERVER_ROLES = ("web", "app", "monitoring", "db_primary", "db_replica", "redis", "redis_cluster",
+                "backup_db", "backup_app")  # "every host": the servers, not the Docker engine (group docker)
+IPTABLES_GROUP = "iptables"  # hosts whose firewall is plain iptables, not ufw (docs/contracts.md)
+AUTH_LOGS = ("/var/log/auth.log", "/var/log/secure")  # sshd's log: Debian/Ubuntu, RHEL
+MAINTENANCE_SCRIPTS = {period: f"{SCRIPTS_DIR}/{period}_maintenance.sh" for period in ("daily", "weekly", "monthly")}
+API_KEY_SCRIPT = f"{SCRIPTS_DIR}/audit_api_keys.py"
