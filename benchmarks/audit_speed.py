@@ -10,7 +10,13 @@ Measures:
   (provision/topology.py Host.second_ip), so that each of the 12 has its own SSH connection and
   runs every check (6 containers answer twice: the hosts' side of the work doubles as well).
 
-Usage: .venv/bin/python benchmarks/audit_speed.py [--repeat N] [--skip-testssl]
+- side by side with another commit (`--only baseline`, default BASELINE: the last commit before the
+  architecture of issue 16): that commit is checked out in a temporary git worktree (its `.state`
+  is this checkout's, so it audits the same running deployment) and the two audit the deployment
+  in turn, `-n auto`: wall time, the runner's CPU, the hosts' CPU, remote commands per host (with
+  `-n 1` and `-n 2` too), and the runner's CPU per extra host (6 -> 12 hosts).
+
+Usage: .venv/bin/python benchmarks/audit_speed.py [--repeat N] [--skip-testssl] [--only PART] [--baseline REF]
 Writes benchmarks/results.json and prints a Markdown table.
 """
 
@@ -51,11 +57,13 @@ def hosts_cpu_seconds() -> float | None:
     return usec / 1e6
 
 
+BASELINE = "e910c50"  # the last commit before the architecture of issue 16
 LOGIN_REFILL_S = 60  # NGINX's login zone (5r/m): a run right after another waits 12 s for a slot
 _last_end = [0.0]
 
 
-def timed_audit(*args: str, hosts: str = "local") -> tuple[float, dict, int, float, float | None, list[str]]:
+def timed_audit(*args: str, hosts: str = "local", cwd: Path = ROOT) -> tuple[float, dict, int, float, float | None,
+                                                                               list[str]]:
     """Wall seconds, per-host transport stats, the exit code, the runner's CPU seconds (pytest,
     its xdist workers and SSH clients) and the hosts' CPU seconds (every container, including
     what the deployment does meanwhile on its own) of one audit run, and its checks that were
@@ -66,7 +74,7 @@ def timed_audit(*args: str, hosts: str = "local") -> tuple[float, dict, int, flo
     time.sleep(max(0.0, _last_end[0] + LOGIN_REFILL_S - time.monotonic()))
     before, hosts_before = resource.getrusage(resource.RUSAGE_CHILDREN), hosts_cpu_seconds()
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     after, hosts_after = resource.getrusage(resource.RUSAGE_CHILDREN), hosts_cpu_seconds()
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -104,15 +112,16 @@ def bench_workers(repeat: int) -> dict:
     return rows
 
 
-def twelve_host_inventory() -> tuple[Path, Path]:
-    """inventories/local.yml with every SSH host listed twice (see the module docstring), and its
-    waiver file: each waiver scoped to hosts covers their twins too."""
+def twelve_host_inventory(tree: Path = ROOT) -> tuple[Path, Path]:
+    """inventories/local.yml (of the checkout `tree`) with every SSH host listed twice (see the
+    module docstring), and its waiver file: each waiver scoped to hosts covers their twins too."""
     from audit.inventory import load_inventory
     from provision.topology import HOSTS
 
+    local = tree / "inventories" / "local.yml"
     twin_ip = {h.public_ip: h.second_ip for h in HOSTS}
-    merged = load_inventory(LOCAL).hosts
-    data = yaml.safe_load(LOCAL.read_text())
+    merged = load_inventory(local).hosts
+    data = yaml.safe_load(local.read_text())
     twins: dict[str, str] = {}
 
     def double(group: dict) -> None:
@@ -135,15 +144,15 @@ def twelve_host_inventory() -> tuple[Path, Path]:
 
     double(data["all"])
     settings = data["all"]["vars"]
-    waivers_in = (LOCAL.parent / settings["audit_waivers"]).resolve()
+    waivers_in = (local.parent / settings["audit_waivers"]).resolve()
     waivers = yaml.safe_load(waivers_in.read_text())
     for waiver in waivers["waivers"]:
         if waiver.get("hosts"):
             waiver["hosts"] += [twins[h] for h in waiver["hosts"] if h in twins]
     waiver_path = waivers_in.with_name(".bench-12-hosts.yml")
     waiver_path.write_text(yaml.safe_dump(waivers, sort_keys=False))
-    settings["audit_waivers"] = os.path.relpath(waiver_path, LOCAL.parent)
-    path = LOCAL.with_name(".bench-12-hosts.yml")  # next to local.yml: its relative paths hold
+    settings["audit_waivers"] = os.path.relpath(waiver_path, local.parent)
+    path = local.with_name(".bench-12-hosts.yml")  # next to local.yml: its relative paths hold
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path, waiver_path
 
@@ -171,6 +180,54 @@ def bench_hosts(repeat: int) -> dict:
     finally:
         twelve.unlink(missing_ok=True)
         twin_waivers.unlink(missing_ok=True)
+
+
+def baseline_tree(ref: str) -> Path:
+    """A worktree of `ref` that audits this checkout's running deployment (shared .state)."""
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", ref], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    tree = Path(tempfile.gettempdir()) / f"audit-baseline-{sha}"
+    if not tree.exists():
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), sha], check=True,
+                       capture_output=True)
+    state = tree / ".state"
+    if not state.exists():
+        state.symlink_to(ROOT / ".state")
+    return tree
+
+
+def bench_baseline(ref: str, repeat: int) -> dict:
+    """This commit against `ref`, in turn, on the same deployment (see the module docstring)."""
+    trees = {"baseline": baseline_tree(ref), "this": ROOT}
+    rows: dict = {"baseline_ref": ref}
+    twelve = {name: twelve_host_inventory(tree) for name, tree in trees.items()}
+    try:
+        for label in trees:
+            rows[label] = {"auto": [], "twelve": []}
+        for _ in range(repeat):
+            for label, tree in trees.items():  # interleaved: a slow moment of the machine hits both
+                rows[label]["auto"].append(timed_audit("-n", "auto", cwd=tree))
+                rows[label]["twelve"].append(timed_audit("-n", "auto", hosts=str(twelve[label][0]), cwd=tree))
+        for label, tree in trees.items():
+            commands = {n: timed_audit("-n", n, cwd=tree)[1] for n in ("1", "2")}
+            auto, twelve_runs = rows[label]["auto"], rows[label]["twelve"]
+            six_cpu = statistics.median(r[3] for r in auto)
+            twelve_cpu = statistics.median(r[3] for r in twelve_runs)
+            rows[label] = {
+                "wall_s": round(statistics.median(r[0] for r in auto), 2), "walls": [round(r[0], 2) for r in auto],
+                "runner_cpu_s": round(six_cpu, 2),
+                "hosts_cpu_s": round(statistics.median(r[4] for r in auto), 2) if auto[0][4] is not None else None,
+                "exit_codes": [r[2] for r in auto], "not_green": sorted({c for r in auto for c in r[5]}),
+                "commands_per_host": {n: {h: v["commands"] for h, v in sorted(c.items())} for n, c in commands.items()},
+                "twelve_wall_s": round(statistics.median(r[0] for r in twelve_runs), 2),
+                "twelve_runner_cpu_s": round(twelve_cpu, 2),
+                "runner_cpu_per_extra_host_s": round((twelve_cpu - six_cpu) / 6, 3),
+            }
+        return rows
+    finally:
+        for path, waivers in twelve.values():
+            path.unlink(missing_ok=True)
+            waivers.unlink(missing_ok=True)
 
 
 def testssl_findings(address: str, name: str) -> tuple[float, dict]:
@@ -220,12 +277,23 @@ def print_results(results: dict) -> None:
             print(f"| {key} | {row['wall_s']} | {per_host} |")
     if "tls" in results:
         tls = results["tls"]
-        print(f"\nTLS checks (pytest checks/test_tls.py): {tls['tls_checks_wall_s']} s; "
+        print(f"\nTLS checks (pytest checks/tls.py): {tls['tls_checks_wall_s']} s; "
               f"sslyze scan alone: {tls['sslyze']['wall_s']:.2f} s")
         if "testssl" in tls:
             print(f"testssl.sh -p -E: {tls['testssl']['wall_s']:.1f} s")
             for key in ("protocols", "tls1_2_ciphers"):
                 print(f"  {key}: sslyze={tls['sslyze']['findings'][key]} testssl={tls['testssl']['findings'].get(key)}")
+    if "baseline" in results:
+        b = results["baseline"]
+        print(f"\nthis commit against {b['baseline_ref']} (-n auto, medians):")
+        print("| | wall s | runner CPU s | hosts' CPU s | runner CPU per extra host s "
+              "| commands per host -n 1 / -n 2 |")
+        print("|---|---|---|---|---|---|")
+        for label in ("baseline", "this"):
+            r = b[label]
+            print(f"| {label} | {r['wall_s']} | {r['runner_cpu_s']} | {r['hosts_cpu_s']} | "
+                  f"{r['runner_cpu_per_extra_host_s']} | {r['commands_per_host']['1']} / "
+                  f"{r['commands_per_host']['2']} |")
     if "hosts" in results:
         h = results["hosts"]
         print(f"\n6 hosts: {h['6 hosts']['wall_s']} s, 12 hosts: {h['12 hosts']['wall_s']} s "
@@ -243,26 +311,31 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-testssl", action="store_true")
-    parser.add_argument("--only", choices=("workers", "tls", "hosts"), help="one part of the benchmark")
+    parser.add_argument("--only", choices=("workers", "tls", "hosts", "baseline"), help="one part of the benchmark")
+    parser.add_argument("--baseline", default=BASELINE, help=f"the commit to compare with (default {BASELINE})")
     args = parser.parse_args()
-    from audit.http import address_for
+    from urllib.parse import urlparse
+
     from audit.inventory import load_inventory
 
     inv = load_inventory(LOCAL)
-    name, address, _ = address_for(inv.setting("audit_public_url"), inv.setting("audit_resolve"))
+    name = urlparse(inv.setting("audit_public_url")).hostname
+    address = (inv.setting("audit_resolve") or {}).get(name, name)
     results_file = ROOT / "benchmarks" / "results.json"
     results: dict = json.loads(results_file.read_text()) if args.only and results_file.exists() else {}
     if args.only in (None, "workers"):
         results["workers"] = bench_workers(args.repeat)
     if args.only in (None, "tls"):
         results["tls"] = {"sslyze": dict(zip(("wall_s", "findings"), sslyze_findings(address, name), strict=True))}
-        tls_check = [timed_audit("checks/test_tls.py")[0] for _ in range(args.repeat)]
+        tls_check = [timed_audit("checks/tls.py")[0] for _ in range(args.repeat)]
         results["tls"]["tls_checks_wall_s"] = round(statistics.median(tls_check), 2)
         if not args.skip_testssl:
             results["tls"]["testssl"] = dict(zip(("wall_s", "findings"), testssl_findings(address, name),
                                                  strict=True))
     if args.only in (None, "hosts"):
         results["hosts"] = bench_hosts(args.repeat)
+    if args.only in (None, "baseline"):
+        results["baseline"] = bench_baseline(args.baseline, args.repeat)
     results_file.write_text(json.dumps(results, indent=1))
     print_results(results)
     return 0
