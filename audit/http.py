@@ -49,10 +49,3 @@ def public_session(resolve: dict[str, str] | None, ca_bundle: str | None) -> req
     session.headers["User-Agent"] = "pynomaly-audit"
     return session
 
-
-def address_for(url: str, resolve: dict[str, str] | None) -> tuple[str, str, int]:
-    """(name, address to connect to, port) for a URL, applying the override."""
-    parsed = urlparse(url)
-    name = parsed.hostname or ""
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    return name, (resolve or {}).get(name, name), port

@@ -1,21 +1,31 @@
-"""audit.nginx and checks/test_nginx.py helpers on captured `nginx -T` output, both directions."""
+"""NGINX parsing (audit/probes/nginx.py) on captured `nginx -T`, process and response output,
+both directions."""
 
 from __future__ import annotations
 
 import pytest
 
-from audit.nginx import header_values, parse_dump, parse_test, split_dump
-from checks.test_nginx import (
+from audit.judge import ON_DISK, RUNNING
+from audit.outcomes import CouldNotAudit
+from audit.probes.nginx import (
+    NginxFacts,
+    changed_since,
     count_rejections,
     has_http2,
     header_is,
+    header_kinds,
+    header_values,
     limit_req,
     limit_req_zones,
     listen_flags,
-    log_format,
+    parse_dump,
+    parse_test,
     proxy_headers,
+    split_dump,
+    text,
     upstream_servers,
     with_domain,
+    workers,
 )
 
 # `nginx -T` on the reference web1 (trimmed: mime.types shortened, stub_status server dropped)
@@ -136,8 +146,9 @@ def test_servers_and_locations(conf):
 
 
 def test_log_format_joins_the_quoted_parts(conf):
-    assert log_format(conf.http) == ('$remote_addr - $remote_user [$time_local] "$request" $status '
-                                     '$body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_forwarded_for"')
+    assert _facts(conf).read("http: log_format main") == (
+        '$remote_addr - $remote_user [$time_local] "$request" $status '
+        '$body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_forwarded_for"')
 
 
 def test_rate_limit_zones_and_locations(conf):
@@ -202,10 +213,103 @@ def test_hsts_value():
 
 
 def test_helpers():
-    assert with_domain({"a": ["/x/your-domain.com/y"]}, "pynomaly.test") == {"a": ["/x/pynomaly.test/y"]}
-    assert with_domain("your-domain.com", None) == "your-domain.com"
+    assert with_domain({"a": "/x/your-domain.com/y"}, "pynomaly.test") == {"a": "/x/pynomaly.test/y"}
+    assert with_domain("www-data", None) == "www-data"
+    with pytest.raises(CouldNotAudit, match="audit_public_host"):  # no public name: cannot say what is expected
+        with_domain("your-domain.com", None)
     assert header_is("DENY", "deny")
     assert not header_is(None, "DENY")
     assert not header_is("SAMEORIGIN", "DENY")
     assert count_rejections([200, 503, 429, 404, -1]) == 2
     assert count_rejections([200] * 10) == 0
+
+
+# ---------------------------------------------------------------- catalogue keys, running and on disk
+
+def _facts(conf, users=("www-data", "www-data"), changed=()):
+    return NginxFacts(conf, True, "", tuple(users), (), "2026-11-27T13:42:35+00:00", changed, "pynomaly.test")
+
+
+def test_keys_read_one_value_or_several(conf):
+    facts = _facts(conf)
+    assert facts.read("main: worker_processes") == "auto"
+    assert facts.read("events: worker_connections") == "1024"
+    assert facts.read("http: sendfile, tcp_nopush") == {"sendfile": "on", "tcp_nopush": None}
+    assert facts.read("http: log_format nothing") is None
+    assert facts.read("http: gzip_types") == ["text/plain", "application/json"]
+    assert facts.read("location /api/: proxy_read_timeout, proxy_connect_timeout") == {
+        "proxy_read_timeout": "30s", "proxy_connect_timeout": None}
+    assert facts.read("location /nowhere: proxy_read_timeout") is None
+    assert facts.read("https: ssl_protocols") == ["TLSv1.2", "TLSv1.3"]
+    assert facts.read("https: keepalive_timeout") == "65"  # inherited from http
+    assert facts.norm("http: sendfile, tcp_nopush", {"sendfile": "on", "tcp_nopush": "on"}) == {
+        "sendfile": "on", "tcp_nopush": "on"}
+    assert facts.norm("events: worker_connections", 1024) == "1024"
+    assert text([2048, "a"]) == ["2048", "a"]
+
+
+def test_ssl_ciphers_are_a_list_and_defaults_need_a_server():
+    conf = parse_dump("# configuration file /etc/nginx/nginx.conf:\nhttp { server { listen 443 ssl;\n"
+                      "ssl_ciphers A:B; } }\n")
+    facts = _facts(conf)
+    assert facts.read("https: ssl_ciphers") == ["A", "B"]
+    assert facts.read("https: ssl_prefer_server_ciphers") == "off"  # NGINX's default, in a server that exists
+    empty = _facts(parse_dump("# configuration file /etc/nginx/nginx.conf:\nhttp { }\n"))
+    assert empty.read("https: ssl_prefer_server_ciphers") is None  # no HTTPS server: nothing to default
+    assert empty.read("https: ssl_ciphers") is None
+
+
+def test_sides_running_when_nothing_changed_since_the_workers_started(conf):
+    sides = _facts(conf).sides("events: worker_connections")
+    assert sides[RUNNING].value == sides[ON_DISK].value == "1024"
+    assert "no configuration file changed since" in sides[RUNNING].where
+
+
+def test_sides_on_disk_only_when_a_file_changed_after_the_reload(conf):
+    sides = _facts(conf, changed=("/etc/nginx/nginx.conf",)).sides("events: worker_connections")
+    assert list(sides) == [ON_DISK]
+    assert "changed after the workers started" in sides[ON_DISK].where
+    assert list(_facts(conf, changed=None).sides("events: use")) == [ON_DISK]  # unknown: no running side
+
+
+def test_user_runs_as_the_workers_user(conf):
+    assert _facts(conf).sides("main: user")[RUNNING].value == "www-data"
+    mixed = _facts(conf, users=("root", "www-data")).sides("main: user")[RUNNING]
+    assert mixed.value is None
+    assert mixed.shown == ["root", "www-data"]
+    assert _facts(conf, users=()).sides("main: user")[RUNNING].value is None  # no worker: never a pass
+
+
+# `procs` and `mtimes` on the reference web1 (a reload at 13:42:35, nginx.conf written at 13:42:15)
+PROCS = """clock 1795788225.971518527 1565.52 100
+27537 root nginx: master process /usr/sbin/nginx
+29578 www-data nginx: worker process
+29578 www-data nginx: worker process
+"""
+MTIMES = """1795122114.000000000 /etc/nginx/mime.types
+1795786935.043369500 /etc/nginx/nginx.conf
+"""
+
+
+def test_worker_processes_and_what_changed_since():
+    serving = workers(PROCS)
+    assert [user for _, user in serving] == ["www-data", "www-data"]
+    started = max(start for start, _ in serving)
+    assert round(started, 2) == 1795786956.23
+    assert changed_since(MTIMES, started) == ()
+    edited = MTIMES.replace("1795786935.043369500", "1795788000.000000000")
+    assert changed_since(edited, started) == ("/etc/nginx/nginx.conf",)
+    assert changed_since(MTIMES, None) is None
+    assert changed_since("", started) is None
+
+
+def test_workers_shutting_down_and_no_clock():
+    assert len(workers(PROCS + "20001 www-data nginx: worker process is shutting down\n")) == 2
+    assert workers(PROCS.split("\n", 1)[1]) == [(None, "www-data")] * 2  # no clock line: no start times
+
+
+def test_header_kinds():
+    paths = ["/api/v1/health", "/static/"]
+    assert header_kinds(paths, "/static/app.css", None) == {"/api/v1/health": "/api/v1/health",
+                                                           "/static/": "/static/app.css"}
+    assert header_kinds(paths, "/static/app.css", "/audit-missing-1")["404"] == "/audit-missing-1"

@@ -1,5 +1,5 @@
-"""checks/test_tls.py helpers: sslyze JSON (trimmed from a scan of the reference web1),
-certificate chains made here, and crontabs; compliant and non-compliant samples."""
+"""TLS parsing (audit/probes/tls.py): sslyze JSON (trimmed from a scan of the reference web1),
+certificate chains made here, crontabs and package states; compliant and non-compliant samples."""
 
 from __future__ import annotations
 
@@ -11,20 +11,21 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from checks.test_tls import (
+from audit.outcomes import CouldNotAudit
+from audit.probes.tls import (
     PROTOCOL_COMMANDS,
-    ScanFailed,
     accepted_protocols,
     cert_names,
     chain_gaps,
-    command_result,
-    compact,
     cron_entries,
     days_left,
-    mozilla_intermediate_gaps,
     name_matches,
+    package_state,
+    parse_crontab,
+    results,
     same_schedule,
     scan_request,
+    summarise,
     trust_path,
 )
 
@@ -50,35 +51,38 @@ REFERENCE = {"TLSv1.2": ["ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-AES128-GCM-SH
 
 
 def test_accepted_protocols_of_the_reference():
-    protocols = accepted_protocols(_scan(REFERENCE))
+    protocols = accepted_protocols(results(_scan(REFERENCE))[0])
     assert sorted(p for p, s in protocols.items() if s) == ["TLSv1.2", "TLSv1.3"]
     assert sorted(protocols["TLSv1.2"]) == ["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384"]
 
 
 def test_accepted_protocols_with_tls11_and_a_weak_cipher():
-    protocols = accepted_protocols(_scan({**REFERENCE, "TLSv1.1": ["ECDHE-RSA-AES128-SHA"],
-                                          "TLSv1.2": [*REFERENCE["TLSv1.2"], "ECDHE-RSA-AES128-SHA"]}))
+    protocols = accepted_protocols(results(_scan({**REFERENCE, "TLSv1.1": ["ECDHE-RSA-AES128-SHA"],
+                                                  "TLSv1.2": [*REFERENCE["TLSv1.2"], "ECDHE-RSA-AES128-SHA"]}))[0])
     assert sorted(p for p, s in protocols.items() if s) == ["TLSv1.1", "TLSv1.2", "TLSv1.3"]
     assert "ECDHE-RSA-AES128-SHA" in protocols["TLSv1.2"]
-    info = mozilla_intermediate_gaps(protocols, None)
-    assert info["protocols"]["match"] is False
-    assert info["tls12_ciphers_outside_profile"] == ["ECDHE-RSA-AES128-SHA"]
 
 
-def test_compact_counts_rejected_suites():
-    scan = _scan(REFERENCE)
-    scan["scan_result"]["tls_1_2_cipher_suites"]["result"]["rejected_cipher_suites"] = [_suite("A"), _suite("B")]
-    small = compact(scan)
-    assert small["scan_result"]["tls_1_2_cipher_suites"]["result"]["rejected_cipher_suites"] == 2
-    assert len(small["scan_result"]["tls_1_2_cipher_suites"]["result"]["accepted_cipher_suites"]) == 2
-    assert isinstance(scan["scan_result"]["tls_1_2_cipher_suites"]["result"]["rejected_cipher_suites"], list)
+def test_a_command_that_did_not_complete_cannot_audit():
+    done, failed = results(_scan(REFERENCE))
+    assert "session_resumption" not in done
+    assert "CONNECTIVITY_ISSUE" in failed["session_resumption"]
+    scan = summarise(_scan(REFERENCE), b"", NOW, "pynomaly.test:443 via 127.77.0.11")
+    scan.need("tls_1_2_cipher_suites")
+    with pytest.raises(CouldNotAudit, match="CONNECTIVITY_ISSUE"):
+        scan.need("session_resumption")
+    with pytest.raises(CouldNotAudit, match="certificate_info"):
+        scan.need("certificate_info")
 
 
-def test_a_failed_scan_or_command_cannot_audit():
-    with pytest.raises(ScanFailed):
-        command_result(_scan(REFERENCE, status="ERROR_NO_CONNECTIVITY"), "tls_1_2_cipher_suites")
-    with pytest.raises(ScanFailed):
-        command_result(_scan(REFERENCE), "session_resumption")
+def test_no_certificate_received_is_never_a_pass():
+    scan = summarise(_scan(REFERENCE), b"", NOW, "t")
+    assert scan.chain == []
+    assert scan.leaf_names == []
+    assert scan.trusted is False
+    assert scan.path == ["no certificate received"]
+    assert scan.days_left is None
+    assert scan.key == {}
 
 
 # ---------------------------------------------------------------- certificates
@@ -188,3 +192,64 @@ def test_scan_request_passes_the_ca_only_with_certificate_info(tmp_path):
     rescan = scan_request("web1", "127.0.0.1", 443, str(ca), {"session_resumption"})
     assert {c.value for c in rescan.scan_commands} == {"session_resumption"}
     assert rescan.scan_commands_extra_arguments.certificate_info is None
+
+
+def _with_chain(*certs) -> dict:
+    from cryptography.hazmat.primitives import serialization
+
+    scan = _scan(REFERENCE)
+    pems = [{"as_pem": c.public_bytes(serialization.Encoding.PEM).decode()} for c in certs]
+    scan["scan_result"]["certificate_info"] = {"status": "COMPLETED", "result": {
+        "certificate_deployments": [{"received_certificate_chain": pems}]}}
+    return scan
+
+
+def _pem(cert) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_summary_of_a_trusted_chain(pki):
+    scan = summarise(_with_chain(pki["leaf"], pki["ca"]), _pem(pki["ca"]), NOW, "t", "pynomaly.test", "ca.pem")
+    assert scan.trusted
+    assert scan.gaps == []
+    assert scan.leaf_names == ["pynomaly.test"]
+    assert scan.key["type"] != "RSA"  # the test PKI uses EC keys
+    assert 88 < scan.days_left < 90
+    assert set(scan.info) == {"tls_compression", "heartbleed", "robot", "session_renegotiation",
+                              "openssl_ccs_injection", "tls_fallback_scsv", "elliptic_curves"}
+    assert "certificate_info" not in scan.errors
+
+
+def test_summary_of_untrusted_and_incomplete_chains(pki):
+    selfsigned = summarise(_with_chain(pki["self"]), _pem(pki["ca"]), NOW, "t")
+    assert not selfsigned.trusted
+    assert selfsigned.gaps == []
+    missing_mid = summarise(_with_chain(pki["leaf_via_mid"]), _pem(pki["ca"]), NOW, "t")
+    assert not missing_mid.trusted
+    assert len(missing_mid.gaps) == 1
+
+
+def test_rsa_key_of_the_leaf():
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    scan = summarise(_with_chain(_cert("pynomaly.test", key)), b"", NOW, "t")
+    assert scan.key == {"type": "RSA", "bits": 2048}
+
+
+def test_crontab_read_empty_or_unreadable():
+    assert parse_crontab(CRONTAB + "exit=0\n") == CRONTAB.rstrip("\n")
+    assert parse_crontab("no crontab for root\nexit=1\n") == ""  # root has none: the finding
+    assert parse_crontab("sudo: a password is required\nexit=1\n") is None  # could not audit
+    assert parse_crontab("") is None
+
+
+def test_package_states():
+    name = "python3-certbot-nginx"
+    assert package_state("install ok installed 2.1.0-2", name) == (True, "install ok installed 2.1.0-2")
+    assert package_state("deinstall ok config-files 2.1.0-2", name)[0] is False
+    assert package_state(f"dpkg-query: no packages found matching {name}", name)[0] is False
+    assert package_state(f"sh: 1: dpkg-query: not found\n{name}-1.22.0-1.el9.noarch", name)[0] is True
+    assert package_state(f"sh: 1: dpkg-query: not found\npackage {name} is not installed", name)[0] is False
+    assert package_state("", name)[0] is None  # no package manager answered: could not audit
+    assert package_state("sh: 1: dpkg-query: not found\nsh: 1: rpm: not found", name)[0] is None
