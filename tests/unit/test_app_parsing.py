@@ -1,4 +1,4 @@
-"""checks/test_app.py's parsing and comparisons on captured outputs, compliant and not."""
+"""audit/probes/app.py: parsing and the facts the app checks judge, on captured outputs, compliant and not."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from audit.evidence import MASK
-from checks import test_app as app
+from audit.judge import ON_DISK, RUNNING, Judge
+from audit.outcomes import CouldNotAudit, NonCompliant
+from audit.probes import app
 
 GUIDE = yaml.safe_load(Path("checks/requirements.yml").read_text())
 EXPECTED = {r["id"]: r.get("expected") for r in GUIDE["requirements"]}
@@ -128,13 +129,23 @@ exec gunicorn src.pynomaly.presentation.api.app:app \\
 """
 
 
+FILES = Path(__file__).resolve().parents[2] / "provision" / "files" / "web"
+GUIDE_HEALTHCHECK = {"Test": ["CMD-SHELL", "curl -f http://localhost:${PORT:-8000}/health || exit 1"],
+                     "Interval": 30_000_000_000, "Timeout": 10_000_000_000, "StartPeriod": 5_000_000_000,
+                     "Retries": 3}
+
+
 def sourced(text: str, tmp_path: Path) -> dict:
-    """Run the check's own remote command locally on a file, as the app host would."""
+    """Run the probe's own remote command locally on a file, as the app host would."""
     path = tmp_path / ".env.production"
     path.write_text(text)
     cmd = app.sourced_env_command(str(path), EXPECTED["APP-ENV-FILE-KEYS"])
     out = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=10, check=True).stdout
     return app.parse_sourced_env(out)
+
+
+def judge_of(req_id: str) -> Judge:
+    return Judge("web1", [req_id], EXPECTED.get)
 
 
 # ---------------------------------------------------------------- .env.production
@@ -145,38 +156,27 @@ def test_env_keys_all_present_and_one_missing():
     assert "GRAFANA_ENABLED" not in keys
 
 
-def test_redacted_env_shows_no_secret_value():
-    text = app.redact_env(ENV_FILE)
-    assert not [v for v in SECRET_VALUES if v in text]
-    assert "ENVIRONMENT=production" in text
-    assert "RATE_LIMIT_WINDOW=3600" in text
-    assert f"JWT_SECRET={MASK}" in text
-    assert f"DATABASE_URL={MASK}" in text
-
-
 def test_sourced_env_values_compliant(tmp_path):
     values = sourced(ENV_FILE, tmp_path)
     assert values["ENVIRONMENT"] == "production"
     assert values["DEBUG"] == "false"
-    want = EXPECTED["APP-ENV-SECRETS"]
-    assert all(app.secret_problem(values[k], want["placeholders"]) is None for k in want["keys"])
-    assert all(app.secret_problem(app.url_password(values[k]), want["placeholders"]) is None
-               for k in want["url_passwords"])
+    assert set(app.secret_problems(values, EXPECTED["APP-ENV-SECRETS"]).values()) == {None}
 
 
 def test_sourced_guide_file_has_unset_and_placeholder_secrets(tmp_path):
     values = sourced(GUIDE_ENV_FILE.replace("DEBUG=false", "DEBUG=true"), tmp_path)
-    placeholders = EXPECTED["APP-ENV-SECRETS"]["placeholders"]
+    problems = app.secret_problems(values, EXPECTED["APP-ENV-SECRETS"])
     assert values["DEBUG"] == "true"
     # ${JWT_SECRET} with nothing in the environment sources to an empty value
-    assert app.secret_problem(values["JWT_SECRET"], placeholders) == "empty"
-    assert app.secret_problem(values["SMTP_PASSWORD"], placeholders) == "a placeholder of the guide"
-    assert app.secret_problem(app.url_password(values["DATABASE_URL"]), placeholders) is not None
+    assert problems["JWT_SECRET"] == "empty"
+    assert problems["SMTP_PASSWORD"] == "a placeholder of the guide"
+    assert problems["DATABASE_URL password"] is not None
 
 
 def test_sourced_missing_key_is_none(tmp_path):
     values = sourced(ENV_FILE.replace("LOG_LEVEL=INFO\n", ""), tmp_path)
     assert values["LOG_LEVEL"] is None
+    assert app.secret_problems({}, EXPECTED["APP-ENV-SECRETS"])["JWT_SECRET"] == "not defined"
 
 
 @pytest.mark.parametrize(("value", "problem"), [
@@ -192,46 +192,52 @@ def test_secret_problem(value, problem):
 def test_url_parts_never_carry_the_password():
     parts = app.url_parts("postgresql://pynomaly_user:Pg-S3cret-Value@db1:5432/pynomaly_prod")
     assert parts == {"scheme": "postgresql", "user": "pynomaly_user", "password_set": True, "host": "db1",
-                     "port": 5432, "path": "pynomaly_prod"}
-    assert app.url_parts("redis://cache1:6380/2")["password_set"] is False
+                     "port": 5432, "database": "pynomaly_prod", "db": "pynomaly_prod"}
+    assert {k: parts[k] for k in EXPECTED["APP-ENV-DATABASE-URL"]} == EXPECTED["APP-ENV-DATABASE-URL"]
+    redis = app.url_parts("redis://cache1:6380/2")
+    assert redis["password_set"] is False
+    assert {k: redis[k] for k in EXPECTED["APP-ENV-REDIS-URL"]} != EXPECTED["APP-ENV-REDIS-URL"]
     assert app.url_parts(None) == {}
 
 
 # ---------------------------------------------------------------- Compose
 
 def test_compose_reference_is_compliant_but_not_on_the_bridge():
-    doc = yaml.safe_load(REFERENCE_COMPOSE)
-    service = app.compose_service(doc)
-    assert service["deploy"]["replicas"] == EXPECTED["APP-COMPOSE-REPLICAS"]
-    assert app.compose_environment(service)["ENVIRONMENT"] == "production"
-    assert app.literal_secrets(doc) == []
-    assert app.referenced_variables(service) >= set(EXPECTED["APP-COMPOSE-NO-LITERAL-SECRETS"]["variables"])
-    assert "networks" not in service
+    compose = app.parse_compose(REFERENCE_COMPOSE)
+    assert compose.problem is None
+    assert compose.replicas == EXPECTED["APP-COMPOSE-REPLICAS"]
+    assert compose.environment == {"ENVIRONMENT": "production"}  # the non-secret keys only
+    assert compose.restart_policy == {"condition": "on-failure", "delay": 5.0, "max_attempts": 3}
+    assert compose.literal_secrets == ()
+    assert compose.variables >= set(EXPECTED["APP-COMPOSE-NO-LITERAL-SECRETS"]["variables"])
+    assert compose.networks == ()
+    assert compose.network_mode == "container:web1"
+    assert app.parse_compose((FILES / "docker-compose.prod.yml").read_text()).replicas == 3
 
 
 def test_compose_guide_file_is_on_the_bridge():
-    doc = yaml.safe_load(GUIDE_COMPOSE)
-    assert "pynomaly-network" in app.compose_service(doc)["networks"]
-    assert doc["networks"]["pynomaly-network"]["driver"] == "bridge"
-    assert app.literal_secrets(doc) == []
+    compose = app.parse_compose(GUIDE_COMPOSE)
+    assert "pynomaly-network" in compose.networks
+    assert compose.network_drivers == {"pynomaly-network": "bridge"}
+    assert compose.literal_secrets == ()
+    assert compose.restart_policy == {"condition": None, "delay": None, "max_attempts": None}
 
 
-def test_compose_literal_secrets_found():
+def test_compose_literal_secrets_found_and_not_kept():
     text = (REFERENCE_COMPOSE.replace("JWT_SECRET=${JWT_SECRET}", "JWT_SECRET=hunter2hunter2")
             .replace(":${DB_PASSWORD}@", ":Pg-S3cret-Value@"))
-    doc = yaml.safe_load(text)
-    assert app.literal_secrets(doc) == ["pynomaly-app.DATABASE_URL (URL password)", "pynomaly-app.JWT_SECRET"]
-    assert "JWT_SECRET" not in app.referenced_variables(app.compose_service(doc))
-    masked = app.mask_config(text)
-    assert "hunter2hunter2" not in masked
-    assert "Pg-S3cret-Value" not in masked
-    assert "${REDIS_PASSWORD}" in masked  # references stay visible
+    compose = app.parse_compose(text)
+    assert compose.literal_secrets == ("pynomaly-app.DATABASE_URL (URL password)", "pynomaly-app.JWT_SECRET")
+    assert "JWT_SECRET" not in compose.variables
+    assert "hunter2hunter2" not in repr(compose)
+    assert "Pg-S3cret-Value" not in repr(compose)
 
 
-def test_compose_environment_as_mapping_and_missing_service():
+def test_compose_environment_as_mapping_missing_service_and_not_yaml():
     assert app.compose_environment({"environment": {"A": 1, "B": None}}) == {"A": "1", "B": None}
-    with pytest.raises(AssertionError, match="no service pynomaly-app"):
-        app.compose_service({"services": {"web": {}}})
+    assert app.parse_compose("services:\n  web: {}\n").problem == "no service pynomaly-app (services: ['web'])"
+    assert app.parse_compose("").problem.startswith("no service")
+    assert app.parse_compose("services: [\n").problem.startswith("not valid YAML")
 
 
 @pytest.mark.parametrize(("value", "secs"), [("5s", 5), ("1m30s", 90), ("500ms", 0.5), (5, 5),
@@ -240,19 +246,14 @@ def test_seconds(value, secs):
     assert app.seconds(value) == secs
 
 
-# ---------------------------------------------------------------- Dockerfile HEALTHCHECK
-
-REFERENCE_HEALTHCHECK = {"Test": ["CMD-SHELL", "curl -f http://localhost:${PORT:-8000}/health || exit 1"],
-                         "Interval": 30_000_000_000, "Timeout": 10_000_000_000, "StartPeriod": 5_000_000_000,
-                         "Retries": 3}
-
+# ---------------------------------------------------------------- Dockerfile HEALTHCHECK, containers
 
 def test_healthcheck_compliant():
-    assert app.healthcheck_differences(REFERENCE_HEALTHCHECK, EXPECTED["APP-HEALTHCHECK"]) == []
+    assert app.healthcheck_differences(GUIDE_HEALTHCHECK, EXPECTED["APP-HEALTHCHECK"]) == []
 
 
 def test_healthcheck_differences():
-    changed = {**REFERENCE_HEALTHCHECK, "Retries": 5, "Interval": 60_000_000_000,
+    changed = {**GUIDE_HEALTHCHECK, "Retries": 5, "Interval": 60_000_000_000,
                "Test": ["CMD-SHELL", "curl -f http://localhost:8999/health || exit 1"]}
     diffs = app.healthcheck_differences(changed, EXPECTED["APP-HEALTHCHECK"])
     assert len(diffs) == 3
@@ -261,18 +262,45 @@ def test_healthcheck_differences():
     assert app.healthcheck_differences({"Test": ["NONE"]}, EXPECTED["APP-HEALTHCHECK"]) == ["no HEALTHCHECK"]
 
 
+def container(name="pynomaly-app-3", number=3, environment="production", running=True):
+    attrs = {"Name": f"/{name}", "State": {"Status": "running" if running else "exited",
+                                          "Health": {"Status": "healthy"}},
+             "Config": {"User": "pynomaly", "Healthcheck": GUIDE_HEALTHCHECK, "Image": "pynomaly:latest",
+                        "Labels": {"com.docker.compose.container-number": str(number)},
+                        "Env": [f"ENVIRONMENT={environment}", "DEBUG=false", "JWT_SECRET=jwt-S3cret-Value",
+                                "DATABASE_URL=postgresql://u:Pg-S3cret-Value@db1:5432/pynomaly_prod"]},
+             "HostConfig": {"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3},
+                            "NetworkMode": "container:0123"},
+             "NetworkSettings": {"Networks": {}}}
+    image = {"Config": {"User": "pynomaly", "Healthcheck": GUIDE_HEALTHCHECK, "ExposedPorts": {"8000/tcp": {}}}}
+    top = {"Titles": ["PID", "PPID", "UID", "COMMAND"],
+           "Processes": [["10", "9", "1000", MASTER], ["11", "10", "1000", MASTER]]} if running else None
+    return app.container_facts(attrs, image, top)
+
+
+def test_container_facts_keep_no_secret_value():
+    c = container()
+    assert (c.name, c.number, c.status, c.health, c.user) == ("pynomaly-app-3", 3, "running", "healthy", "pynomaly")
+    assert c.image_exposed == ("8000/tcp",)
+    assert c.env == {"ENVIRONMENT": "production", "DEBUG": "false"}
+    assert "S3cret" not in repr(c)
+    assert [p.pid for p in app.gunicorn_masters(list(c.processes))] == ["10"]
+    assert container(running=False).processes == ()
+
+
 # ---------------------------------------------------------------- Gunicorn
 
 def test_gunicorn_master_flags_match_the_guide():
     masters = app.gunicorn_masters(app.parse_ps(PS))
-    assert [m["pid"] for m in masters] == ["1"]
-    cmd = app.parse_gunicorn(masters[0]["args"])
+    assert [m.pid for m in masters] == ["1"]
+    cmd = app.parse_gunicorn(masters[0].args)
     assert cmd.app == EXPECTED["APP-GUNICORN-BIND"]["app"]
-    assert app.bind_port(cmd.binds[0]) == ("0.0.0.0", 8002)
-    for req_id, option in app.GUNICORN_OPTIONS.items():
-        want = EXPECTED[req_id]
-        have = app.option_value(cmd, option, want)
-        assert (have if isinstance(want, bool) else str(have)) == (want if isinstance(want, bool) else str(want))
+    assert cmd.bind_addresses == [("0.0.0.0", 8002)]
+    facts = facts_with(processes=tuple(app.parse_ps(PS)), runtime="gunicorn", containers=())
+    for req in (r for r in GUIDE["requirements"] if (r.get("fact") or {}).get("probe") == "app"):
+        key = req["fact"]["key"]
+        for side in facts.sides(key).values():
+            assert side.value == facts.norm(key, req["expected"]), (req["id"], side)
 
 
 def test_gunicorn_flags_off_the_guide():
@@ -280,14 +308,80 @@ def test_gunicorn_flags_off_the_guide():
     assert cmd.app == "app:app"
     assert cmd.options["--workers"] == "2"
     assert cmd.options["--worker-class"] == "sync"
-    assert cmd.binds == ["127.0.0.1:8000"]
+    assert cmd.bind_addresses == [("127.0.0.1", 8000)]
     assert cmd.options["--timeout"] == "60"
-    assert app.option_value(cmd, "--preload", True) is False
+    assert cmd.value("--preload") is False
+    assert app.parse_gunicorn("gunicorn app:app").bind_addresses == [("127.0.0.1", 8000)]  # Gunicorn's default
     assert app.parse_gunicorn("/usr/bin/python3 -m uvicorn app:app") is None
 
 
 def test_non_gunicorn_processes_are_not_masters():
     assert app.gunicorn_masters(app.parse_ps("1 0 0 /bin/sleep 10\n")) == []
+
+
+# ---------------------------------------------------------------- the facts the value rows judge
+
+def facts_with(**changes) -> app.AppFacts:
+    base = dict(host="web1", runtime="docker", ports=(8000, 8001, 8002), instance_count=3,
+                compose=app.parse_compose(REFERENCE_COMPOSE), start_script=(FILES / "start_production.sh").read_text(),
+                start_script_mode=0o750, env_keys=tuple(EXPECTED["APP-ENV-FILE-KEYS"]),
+                env=dict(line.split("=", 1) for line in ENV_FILE.splitlines() if line.split("=")[0] in app.PUBLIC_ENV),
+                secret_problems={}, env_urls={}, log_now=0, log_files={}, health={}, metrics={},
+                containers=(container("pynomaly-app-1", 1), container("pynomaly-app-2", 2), container()))
+    return app.AppFacts(**{**base, **changes})
+
+
+def test_env_value_running_and_on_disk():
+    facts = facts_with()
+    debug = facts.sides("DEBUG")
+    assert set(debug) == {RUNNING, ON_DISK}
+    assert debug[RUNNING].value == debug[ON_DISK].value == "false"
+    # the Compose service sets ENVIRONMENT itself: its running value is APP-COMPOSE-ENV-PRODUCTION's
+    assert set(facts.sides("ENVIRONMENT")) == {ON_DISK}
+    assert set(facts_with(containers=()).sides("DEBUG")) == {ON_DISK}  # a Gunicorn host
+
+
+def test_one_container_off_the_guide_differs():
+    facts = facts_with(containers=(container("pynomaly-app-1", 1), container(environment="staging")))
+    assert set(facts.sides("ENVIRONMENT")) == {ON_DISK}
+    running = facts_with(compose=None, containers=facts.containers).sides("ENVIRONMENT")[RUNNING]
+    assert running.shown == {"pynomaly-app-1": "production", "pynomaly-app-3": "staging"}
+    assert running.value != "production"
+    with pytest.raises(NonCompliant, match="staging"):
+        judge_of("APP-ENV-ENVIRONMENT").sides({RUNNING: running}, lambda v: v == "production", what="ENVIRONMENT")
+
+
+def test_nothing_found_is_never_a_pass():
+    """A missing env file, no Gunicorn master, an unreadable engine: never compliant."""
+    no_file = facts_with(env={}, env_keys=None, containers=())
+    with pytest.raises(NonCompliant, match="on disk None"):
+        judge_of("APP-ENV-DEBUG").sides(no_file.sides("DEBUG"), lambda v: v == "false", what="DEBUG")
+    no_master = facts_with(processes=(), runtime="gunicorn")
+    assert no_master.sides("--workers")[RUNNING].value is None
+    with pytest.raises(NonCompliant, match="running None"):
+        judge_of("APP-GUNICORN-WORKERS").sides(no_master.sides("--workers"), lambda v: v == "4", what="--workers")
+    engine = facts_with(containers=(), engine_error=(None, "the Docker engine unix:///x", "refused"))
+    with pytest.raises(CouldNotAudit, match="refused"):
+        engine.sides("--workers")
+    with pytest.raises(CouldNotAudit):
+        engine.instances()
+    assert app.across({}) == (None, None)
+
+
+def test_across():
+    assert app.across({"a": 4, "b": 4}) == (4, 4)
+    shown, value = app.across({"a": "4", "b": "2"})
+    assert shown == {"a": "4", "b": "2"}
+    assert value != "4"
+    assert value != ("4", "2")
+
+
+def test_file_status_and_instance_ports():
+    assert app.file_status("ok /a\nmissing /b\nunreadable /c\n") == {"/a": "ok", "/b": "missing", "/c": "unreadable"}
+    assert app.file_status("") == {}
+    assert app.instance_ports([8000, 8001, 8002], 3) == (8000, 8001, 8002)
+    assert app.instance_ports([8000, 8001, 8002], 2) == (8000, 8001)
+    assert app.instance_ports([8000, 8001, 8002], 5) == (8000, 8001, 8002, 8003, 8004)
 
 
 # ---------------------------------------------------------------- /metrics
@@ -312,17 +406,20 @@ def _token(payload: dict, secret: str, alg: str = "HS256") -> str:
 
 
 def test_jwt_valid_signature_and_lifetime():
-    header, payload, valid = app.decode_jwt(_token({"sub": "u", "iat": 1000, "exp": 2800}, "k" * 32), "k" * 32)
-    assert header["alg"] == "HS256"
-    assert valid
-    assert (payload["exp"] - payload["iat"]) / 60 == 30
+    token = app.token_facts(_token({"sub": "u", "iat": 1000, "exp": 2800}, "k" * 32), "k" * 32, 0)
+    assert token.problem is None
+    assert token.header["alg"] == "HS256"
+    assert token.signature_valid
+    assert token.lifetime_minutes == 30
+    assert token.claims == ("exp", "iat", "sub")
 
 
 def test_jwt_wrong_secret_and_not_a_jwt():
-    _, _, valid = app.decode_jwt(_token({"iat": 0, "exp": 86400}, "other-secret"), "k" * 32)
-    assert valid is False
-    with pytest.raises(AssertionError, match="not a compact JWT"):
-        app.decode_jwt("opaque-token", "k")
+    assert app.token_facts(_token({"iat": 0, "exp": 86400}, "other-secret"), "k" * 32, 0).signature_valid is False
+    assert app.token_facts("opaque-token", "k", 0).problem == "not a compact JWT (1 parts)"
+    fixed = app.token_facts("e30.e30.c2ln", "k" * 32, 0)  # the drift nginx-login-fixed-token's answer
+    assert (fixed.header, fixed.signature_valid) == ({}, False)
+    assert app.token_facts("a.b.c", "k", 0).problem.startswith("not a JWT")
 
 
 # ---------------------------------------------------------------- start_production.sh, logs
@@ -335,6 +432,7 @@ def test_start_script_compliant():
     assert order == sorted(order)
     # the reference image runs python3: the same command
     assert None not in app.migration_order(START_SCRIPT.replace("python -m", "python3 -m"), steps)
+    assert app.script_gunicorn(START_SCRIPT).options == {"--bind": "0.0.0.0:8000", "--workers": "4"}
 
 
 def test_start_script_off_the_guide():
@@ -346,6 +444,8 @@ def test_start_script_off_the_guide():
     swapped = text.replace("python -m alembic upgrade head\n", "") + "python -m alembic upgrade head\n"
     order = app.migration_order(swapped, steps)
     assert order != sorted(order)
+    assert app.migration_order("", steps) == [None, None]
+    assert app.script_gunicorn(None) is None
 
 
 def test_log_files():
@@ -353,3 +453,4 @@ def test_log_files():
     assert now == 1700000000
     assert files == {"/var/log/pynomaly/access.log": (5088, 1699999990)}
     assert app.log_files("1700000000\n") == (1700000000, {})
+    assert app.log_files("") == (0, {})

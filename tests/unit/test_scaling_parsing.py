@@ -1,11 +1,14 @@
-"""Scaling: the check's parsing, and provision's rewrites of upstream, targets and replicas."""
+"""Scaling: the probe's parsing, and provision's rewrites of upstream, targets and replicas."""
 
 from pathlib import Path
 
 import pytest
 
-from audit.nginx import parse_dump
-from checks import test_scaling as s
+from audit.judge import Judge
+from audit.outcomes import NonCompliant
+from audit.probes import scaling as s
+from audit.probes.app import parse_compose
+from audit.probes.nginx import parse_dump
 from provision import scale
 
 FILES = Path(__file__).resolve().parents[2] / "provision" / "files" / "web"
@@ -18,8 +21,12 @@ def config(text):
     return parse_dump(f"# configuration file /etc/nginx/nginx.conf:\n{text}")
 
 
+def replicas(text):
+    return s.compose_replicas(parse_compose(text))
+
+
 def test_reference_files_declare_three():
-    assert s.compose_replicas(COMPOSE) == 3
+    assert replicas(COMPOSE) == 3
     assert s.upstream_servers(config(NGINX)) == ["127.0.0.1:8000", "127.0.0.1:8001", "127.0.0.1:8002"]
 
 
@@ -30,14 +37,19 @@ def test_backup_and_down_servers_do_not_count():
 
 
 def test_compose_replicas_default_and_missing():
-    assert s.compose_replicas("services:\n  pynomaly-app:\n    image: x\n") == 1
-    assert s.compose_replicas("services: {}\n") is None
-    assert s.compose_replicas("") is None
+    assert replicas("services:\n  pynomaly-app:\n    image: x\n") == 1
+    assert replicas("services: {}\n") is None
+    assert replicas("") is None
+    assert s.compose_replicas(None) is None
 
 
-def test_disagreements():
-    assert s.disagreements(3, {"a": 3, "b": 3}) == {}
-    assert s.disagreements(3, {"a": 3, "b": 2, "c": None}) == {"b": 2, "c": None}
+def test_disagreements_and_nothing_counted():
+    judge = Judge(None, ["SCALE-INSTANCES-MATCH-UPSTREAM"], {"SCALE-INSTANCES-MATCH-UPSTREAM": 3}.get)
+    judge.each({"a": 3, "b": 3}, lambda n: n == 3, what="instances")
+    with pytest.raises(NonCompliant, match="'b': 2, 'c': None"):
+        judge.each({"a": 3, "b": 2, "c": None}, lambda n: n == 3, what="instances")
+    with pytest.raises(NonCompliant, match="none found"):
+        judge.each({}, lambda n: n == 3, what="instances")
 
 
 @pytest.mark.parametrize("count", [1, 3, 4, 6])
@@ -48,7 +60,7 @@ def test_scale_rewrites_round_trip(count):
     assert "least_conn;" in nginx
     assert nginx.count("max_fails=3 fail_timeout=30s;") == count
     assert scale.nginx_upstream(nginx, (8000, 8001, 8002)) == NGINX
-    assert s.compose_replicas(scale.compose_replicas(COMPOSE, count)) == count
+    assert replicas(scale.compose_replicas(COMPOSE, count)) == count
     prom = scale.prometheus_targets(PROMETHEUS, ports)
     assert all(f"'localhost:{p}'" in prom for p in ports)
     assert scale.prometheus_targets(prom, (8000, 8001, 8002)) == PROMETHEUS
