@@ -59,3 +59,7 @@ IPTABLES_GROUP = "iptables"  # hosts whose firewall is plain iptables, not ufw (
 AUTH_LOGS = ("/var/log/auth.log", "/var/log/secure")  # sshd's log: Debian/Ubuntu, RHEL
 MAINTENANCE_SCRIPTS = {period: f"{SCRIPTS_DIR}/{period}_maintenance.sh" for period in ("daily", "weekly", "monthly")}
 API_KEY_SCRIPT = f"{SCRIPTS_DIR}/audit_api_keys.py"
+
+# PostgreSQL, Backup & Recovery, Architecture (the guide's tables, its logrotate entry)
+APP_TABLES = ("users", "audit_logs", "api_keys")  # the application's tables a database backup must hold
+LOGROTATE_CONF = "/etc/logrotate.d/pynomaly"

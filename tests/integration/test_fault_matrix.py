@@ -95,7 +95,7 @@ def test_refused_key_errors_for_that_host_only(deployment, tmp_path):
 
 
 def test_postgresql_down_is_could_not_audit_for_that_host(deployment, tmp_path):
-    module = need("test_postgres.py")
+    module = need("postgres.py")
     with fault(lambda: sh("db2", "service postgresql stop"), lambda: (sh("db2", "service postgresql start"),
                                                                        deployment.up())):
         run = timed("local", tmp_path, module)

@@ -8,7 +8,7 @@ from provision import drifts, scale
 from provision.topology import app_count
 from tests.integration.audit_runner import LOCAL_INVENTORY, inventory_variant, run_audit
 
-CHECKS = ("checks/scaling.py", "checks/test_architecture.py", "-k",
+CHECKS = ("checks/scaling.py", "checks/architecture.py", "-k",
           "instances_replicas or several_app_instances or traffic_reaches")
 SCALE_ID = "SCALE-INSTANCES-MATCH-UPSTREAM"
 
