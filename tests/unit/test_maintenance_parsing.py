@@ -1,11 +1,13 @@
-"""Maintenance checks' parsing (scripts, crontabs, croniter cadence, table statistics), both ways."""
+"""Maintenance probe's parsing (audit/probes/maintenance.py: scripts, crontabs, croniter cadence,
+table statistics) on the scripts provision installs, both ways, and the empty cases."""
 
 import datetime as dt
 from pathlib import Path
 
 import pytest
 
-from checks import test_maintenance as m
+from audit import guide
+from audit.probes import maintenance as m
 
 FILES = Path(__file__).resolve().parents[2] / "provision" / "files" / "web"
 CRONTAB = (FILES / "crontab").read_text()
@@ -27,14 +29,14 @@ def test_cadence_rejects_garbage():
 
 def test_reference_crontab_schedules_each_script_at_its_cadence():
     entries = m.cron_entries("#@user root\n" + CRONTAB, "")
-    for period, path in m.SCRIPTS.items():
+    for period, path in guide.MAINTENANCE_SCRIPTS.items():
         found = m.schedules_of(path, entries, "")
         assert [c for _, c in found] == [period], (period, found)
 
 
 def test_swapped_cadence_is_seen():
     swapped = CRONTAB.replace("30 4 * * * /opt/pynomaly/scripts/daily", "30 4 * * 0 /opt/pynomaly/scripts/daily")
-    found = m.schedules_of(m.SCRIPTS["daily"], m.cron_entries(swapped, ""), "")
+    found = m.schedules_of(guide.MAINTENANCE_SCRIPTS["daily"], m.cron_entries(swapped, ""), "")
     assert [c for _, c in found] == ["weekly"]
 
 
@@ -44,9 +46,9 @@ def test_system_crontab_user_field_and_cron_dirs():
     assert entries == [{"schedule": "15 2 * * 0", "user": "root",
                         "command": "/opt/pynomaly/scripts/weekly_maintenance.sh"}]
     dirs = "monthly /etc/cron.monthly/pynomaly /opt/pynomaly/scripts/monthly_maintenance.sh\n"
-    assert m.schedules_of(m.SCRIPTS["monthly"], [], dirs) == [("/etc/cron.monthly: /etc/cron.monthly/pynomaly",
-                                                               "monthly")]
-    assert m.schedules_of(m.SCRIPTS["daily"], entries, dirs) == []
+    monthly = guide.MAINTENANCE_SCRIPTS["monthly"]
+    assert m.schedules_of(monthly, [], dirs) == [("/etc/cron.monthly: /etc/cron.monthly/pynomaly", "monthly")]
+    assert m.schedules_of(guide.MAINTENANCE_SCRIPTS["daily"], entries, dirs) == []
 
 
 def test_special_schedules():
@@ -98,7 +100,31 @@ def test_stale_tables():
          "last_autoanalyze": None},
     ]
     bad = m.stale_tables(rows, now, 31)
-    assert set(bad) == {"api_keys", "audit_logs"}
-    assert bad["api_keys"] == [f"vacuum: {old}"]
-    assert bad["audit_logs"] == ["vacuum: never", "analyze: never"]
-    assert m.stale_tables(rows[:1], now, 31) == {}
+    assert bad == {"users": [], "api_keys": [f"vacuum: {old}"], "audit_logs": ["vacuum: never", "analyze: never"]}
+    assert m.stale_tables(rows[:1], now, 31) == {"users": []}
+    stats = m.TableMaintenance("db1", "pynomaly_prod", now, tuple(rows), {"active": 1, "due": 0})
+    assert stats.stale(31)["api_keys"]
+    assert m.TableMaintenance("db1", "pynomaly_prod", None, (), {}).stale(31) == {}  # no table: none found
+
+
+def facts(**scripts) -> m.MaintenanceFacts:
+    return m.MaintenanceFacts(scripts=scripts, stat={}, entries=(), cron_dirs="", old_logs=(),
+                              cert="/etc/letsencrypt/live/pynomaly.test/cert.pem", cert_expiry="")
+
+
+def test_facts_read_the_scripts_steps():
+    f = facts(daily=(FILES / "daily_maintenance.sh").read_text(), weekly=(FILES / "weekly_maintenance.sh").read_text())
+    assert f.disk_alert("ALERT: Disk space critical")["alert_percent"] == 90
+    assert f.step("daily", "curl -f http://localhost/health", "ALERT: Health check failed")
+    assert f.step("weekly", "openssl x509", "/etc/letsencrypt/live/pynomaly.test/cert.pem", "Not After")
+    empty = facts()
+    assert empty.disk_alert("ALERT: Disk space critical") is None
+    assert empty.step("monthly", "pip list --outdated") is None
+    assert empty.schedules(guide.MAINTENANCE_SCRIPTS["daily"]) == []
+
+
+def test_shared_shell_parsers():
+    assert m.script_commands("#!/bin/sh\n# c\nfind /x \\\n  -delete\n\necho  a\n") == ["find /x -delete", "echo a"]
+    text = "# comment\nMAILTO=root\n0 */6 * * * /opt/pynomaly/scripts/backup_db.sh\n@daily /bin/true\n"
+    assert m.crontab_entries(text) == [("0 */6 * * *", "/opt/pynomaly/scripts/backup_db.sh"), ("@daily", "/bin/true")]
+    assert m.crontab_entries("no crontab for root\n") == []
