@@ -53,7 +53,8 @@ def gather_script(commands: dict[str, str]) -> str:
     """One shell script that prints each command's output under a `### pynomaly-audit:NAME` line.
     Commands that need root are written `$SUDO cmd`: empty when the audit logs in as root, `sudo -n`
     (never a password prompt) for an inventory host with `ansible_become: true`."""
-    return "; ".join(f"echo '{MARK}{name}'; ({cmd}) 2>/dev/null" for name, cmd in commands.items())
+    # a newline before each marker: a command whose output does not end with one keeps its section
+    return "; ".join(f"printf '\\n{MARK}{name}\\n'; ({cmd}) 2>/dev/null" for name, cmd in commands.items())
 
 
 def parse_sections(output: str, names) -> dict[str, str]:
