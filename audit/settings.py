@@ -55,3 +55,14 @@ class AuditSettings(BaseModel):
 
 
 DEFAULTS = AuditSettings()
+
+
+def required(value, key: str, host: str | None = None):
+    """`value`, or could-not-audit naming the inventory setting a check needs and the way out."""
+    from audit.outcomes import CouldNotAudit
+
+    if value is None or value == "" or value == ():
+        raise CouldNotAudit(host, f"inventory setting {key}",
+                            "not set: add it to the inventory, or declare the requirement not applicable "
+                            "(audit_not_applicable) with the reason")
+    return value
