@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from audit.yamlio import load_yaml
 
 CATALOGUE_PATH = Path(__file__).resolve().parent.parent / "checks" / "requirements.yml"
+ADVISORIES = "advisories.yml"  # beside the catalogue: what a reviewer expects beyond the guide (ADV-*)
 Severity = Literal["blocker", "critical", "normal", "minor"]
 
 
@@ -41,6 +42,18 @@ class Requirement(BaseModel):
     automatable: bool = True
     reason: str | None = None
     fact: Fact | None = None
+    source: str | None = None  # advisories: where the finding comes from (gixy-ng rule, sslyze, baseline, guide defect)
+
+    @property
+    def advisory(self) -> bool:
+        """Beyond the guide: shown apart, counted only by --gate=hardened."""
+        return self.id.startswith("ADV-")
+
+    @model_validator(mode="after")
+    def _source_of_an_advisory(self) -> Requirement:
+        if self.advisory and not self.source:
+            raise ValueError(f"{self.id}: an advisory needs its `source`")
+        return self
 
     @model_validator(mode="after")
     def _roles_of_a_fact(self) -> Requirement:
@@ -59,12 +72,15 @@ class Catalogue(BaseModel):
     model_config = ConfigDict(extra="forbid")
     guide: str
     sections: dict[str, Section]
-    requirements: list[Requirement]
+    requirements: list[Requirement]            # the guide's
+    advisories: list[Requirement] = []         # beyond the guide (checks/advisories.yml)
 
     @model_validator(mode="after")
     def _consistent(self) -> Catalogue:
         seen: set[str] = set()
-        for req in self.requirements:
+        for req in self.requirements + self.advisories:
+            if req.advisory != (req in self.advisories):
+                raise ValueError(f"{req.id}: ADV-* ids are advisories (advisories.yml), and only they")
             if req.id in seen:
                 raise ValueError(f"duplicate requirement id {req.id}")
             seen.add(req.id)
@@ -77,7 +93,7 @@ class Catalogue(BaseModel):
 
     @cached_property
     def by_id(self) -> dict[str, Requirement]:
-        return {r.id: r for r in self.requirements}
+        return {r.id: r for r in self.requirements + self.advisories}
 
     def section_of(self, req_id: str) -> Section:
         return self.sections[self.by_id[req_id].section]
@@ -90,6 +106,11 @@ class Catalogue(BaseModel):
 def load_catalogue(path: Path = CATALOGUE_PATH) -> Catalogue:
     try:
         data = load_yaml(path.read_text())
+        extra = path.with_name(ADVISORIES)
+        if extra.exists():
+            more = load_yaml(extra.read_text()) or {}
+            data["sections"] = {**data.get("sections", {}), **(more.get("sections") or {})}
+            data["advisories"] = more.get("advisories") or []
         return Catalogue(**data)
     except ValidationError as exc:
         err = exc.errors()[0]

@@ -112,7 +112,7 @@ def build(catalogue: Catalogue, by_test: dict[str, dict], checks_dir: Path = CHE
                 host = entry.get("host")
                 problems.setdefault(req, f"{host}: {entry['message']}" if host else entry["message"])
     rows = []
-    for req in catalogue.requirements:
+    for req in catalogue.requirements + catalogue.advisories:
         hosts = {h: _worst(o) for h, o in sorted(per_req.get(req.id, {}).items())}
         checks = sorted(declared.get(req.id, set()) | ran.get(req.id, set()))
         if not req.automatable:
@@ -127,7 +127,8 @@ def build(catalogue: Catalogue, by_test: dict[str, dict], checks_dir: Path = CHE
             status = _worst(list(hosts.values()))
             if status == "passed" and not set(declared.get(req.id, set())) <= ran.get(req.id, set()):
                 status = "not run"
-        rows.append({"id": req.id, "severity": req.severity, "statement": req.statement,
+        rows.append({"id": req.id, "kind": "advisory" if req.advisory else "requirement", "source": req.source,
+                     "severity": req.severity, "statement": req.statement,
                      "checks": checks, "hosts": hosts, "status": status,
                      "note": req.reason or (problems.get(req.id, "") if status in ("failed", "error")
                                             else reasons.get(req.id, ""))})
@@ -172,9 +173,10 @@ def _worst(outcomes: list[str]) -> str:
 def summary(rows: list[dict]) -> dict[str, int]:
     """Requirement count per status, in display order, every status present (0 when none), and total."""
     counts = dict.fromkeys(STATUSES, 0)
-    for row in rows:
+    guide = [r for r in rows if r.get("kind", "requirement") == "requirement"]
+    for row in guide:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
-    counts["total"] = len(rows)
+    counts["total"] = len(guide)
     return counts
 
 
@@ -186,7 +188,8 @@ def summary_line(rows: list[dict]) -> str:
 def attention(rows: list[dict]) -> list[dict]:
     """Rows a reader must act on: non-compliant, then could-not-audit; by severity."""
     rank = {"blocker": 0, "critical": 1, "normal": 2, "minor": 3}
-    return sorted((r for r in rows if r["status"] in ("failed", "error")),
+    return sorted((r for r in rows if r["status"] in ("failed", "error")
+                   and r.get("kind", "requirement") == "requirement"),
                   key=lambda r: (r["status"] != "failed", rank.get(r["severity"], 9), r["id"]))
 
 
@@ -214,9 +217,20 @@ def to_markdown(rows: list[dict], headline: str | None = None) -> str:
     lines += ["", "## Every requirement", "",
               "| requirement | severity | status | per host | checks | note |", "|---|---|---|---|---|---|"]
     for r in rows:
+        if r.get("kind") == "advisory":
+            continue
         hosts = " ".join(f"{h}={o}" for h, o in r["hosts"].items()) or "-"
         checks = "<br>".join(r["checks"]) or "-"
         lines.append(f"| {r['id']} | {r['severity']} | {r['status']} | {hosts} | {checks} | {_md(r['note'])} |")
+    advisories = [r for r in rows if r.get("kind") == "advisory"]
+    if advisories:
+        lines += ["", f"## Advisories beyond the guide ({len(advisories)}; only --gate=hardened counts them)", "",
+                  "| advisory | severity | status | per host | source | statement | note |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in advisories:
+            hosts = " ".join(f"{h}={o}" for h, o in r["hosts"].items()) or "-"
+            lines.append(f"| {r['id']} | {r['severity']} | {r['status']} | {hosts} | {_md(r['source'])} "
+                         f"| {_md(r['statement'])} | {_md(r['note'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -242,6 +256,11 @@ def to_html(rows: list[dict], title: str = "Requirement matrix", meta: dict[str,
                 f"<td>{hosts or '-'}</td><td>{esc(r['statement'])}</td>"
                 f"<td>{'<br>'.join(esc(c) for c in r['checks']) or '-'}</td><td>{esc(r['note'])}</td></tr>")
 
+    advisories = [r for r in rows if r.get("kind") == "advisory"]
+    advisories_html = (f"<h2>Advisories beyond the guide ({len(advisories)}; only --gate=hardened counts them)</h2>"
+                       '<table id="advisories"><thead><tr><th>advisory</th><th>severity</th><th>status</th>'
+                       "<th>per host</th><th>statement</th><th>checks</th><th>note</th></tr></thead><tbody>"
+                       + "".join(row(r) for r in advisories) + "</tbody></table>") if advisories else ""
     todo = attention(rows)
     todo_html = ("<table><thead><tr><th>requirement</th><th>severity</th><th>status</th><th>per host</th>"
                  "<th>statement</th><th>checks</th><th>note</th></tr></thead><tbody>"
@@ -272,7 +291,8 @@ thead th {{ background: #f3f4f6; position: sticky; top: 0; }}
 <h2>Every requirement</h2>
 <table id="matrix"><thead><tr><th>requirement</th><th>severity</th><th>status</th><th>per host</th>
 <th>statement</th><th>checks</th><th>note</th></tr></thead><tbody>
-{"".join(row(r) for r in rows)}
+{"".join(row(r) for r in rows if r.get("kind") != "advisory")}
 </tbody></table>
+{advisories_html}
 </body></html>
 """

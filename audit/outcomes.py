@@ -203,16 +203,27 @@ def verdict(tally: Tally, gate: str | None, catalogue, coverage: dict[str, str],
     audit is exit 6 under both. Completeness: the headline says how many automatable
     requirements were audited (every check that declares one ran to a verdict on every host:
     passed, failed, waived or declared not applicable); the pre-release gate of a full run
-    (not `partial`) exits 6 when a blocker or critical requirement was not audited.
-    Non-compliance (1) wins over could-not-audit (6)."""
+    (not `partial`) exits 6 when a blocker or critical requirement was not audited. Advisories
+    (ADV-*, beyond the guide) are reported apart and change the exit code only under
+    `--gate=hardened`, which otherwise judges like nightly. Non-compliance (1) wins over
+    could-not-audit (6)."""
     gate = gate or "nightly"
-    counts = tally.counts()
-    blocking, lenient = [], []
+    blocking, lenient, advisory_findings, errors = [], [], [], 0
+    counts: Counter = Counter()
     for nodeid, e in tally.by_test.items():
+        reqs = [r for r in e["requirements"].split(",") if r]
+        known = [catalogue.by_id[r] for r in reqs if r in catalogue.by_id]
+        advisory = bool(known) and all(r.advisory for r in known)
+        counts[("advisory " if advisory else "") + e["outcome"]] += 1
+        if advisory and gate != "hardened":
+            if e["outcome"] in ("failed", "error"):
+                advisory_findings.append(f"  {nodeid} ({', '.join(reqs)}): {e['outcome']}")
+            continue
+        if e["outcome"] == "error":
+            errors += 1
         if e["outcome"] != "failed":
             continue
-        reqs = [r for r in e["requirements"].split(",") if r]
-        severities = {catalogue.by_id[r].severity for r in reqs if r in catalogue.by_id}
+        severities = {r.severity for r in known}
         if gate != "pre-release" or not severities or severities & BLOCKING_SEVERITIES:
             blocking.append(nodeid)
         else:
@@ -220,13 +231,13 @@ def verdict(tally: Tally, gate: str | None, catalogue, coverage: dict[str, str],
             lenient.append(f"  {nodeid} ({', '.join(reqs)}; {worst})")
     status = coverage  # requirement -> audited / not run / could not audit / uncovered (audit.matrix.coverage)
     automatable = [r for r in catalogue.requirements if r.automatable]
-    audited = [r for r in automatable if status[r.id] == "audited"]
-    missing = [r for r in automatable if status[r.id] != "audited"]
+    audited = [r for r in automatable if status.get(r.id) == "audited"]
+    missing = [r for r in automatable if status.get(r.id) != "audited"]
     must = [r for r in missing if r.severity in BLOCKING_SEVERITIES]
     incomplete = gate == "pre-release" and not partial and must
     if blocking:
         code = NON_COMPLIANT
-    elif counts["error"] or incomplete:
+    elif errors or incomplete:
         code = COULD_NOT_AUDIT
     else:
         code = COMPLIANT
@@ -234,13 +245,21 @@ def verdict(tally: Tally, gate: str | None, catalogue, coverage: dict[str, str],
     text = (f"{scope}{EXIT_CODES[code].upper()} (exit {code}, gate {gate}): audited {len(audited)} of "
             f"{len(automatable)} automatable requirements; checks: {counts['passed']} passed, "
             f"{counts['failed']} non-compliant, {counts['error']} could not audit, {counts['skipped']} skipped")
+    advisories = sum(v for k, v in counts.items() if k.startswith("advisory "))
+    if advisories:
+        text += (f"; advisories: {counts['advisory passed']} passed, {counts['advisory failed']} findings, "
+                 f"{counts['advisory error']} could not audit"
+                 + ("" if gate == "hardened" else " (counted by --gate=hardened only)"))
     if partial:
         text += "\n  a partial run: its exit code judges only the checks that ran"
     if lenient:
         text += (f"\nnon-blocking failures (normal/minor; they do not fail the pre-release gate): {len(lenient)}\n"
                  + "\n".join(sorted(lenient)))
+    if advisory_findings:
+        text += (f"\nadvisories beyond the guide (they do not change this gate's exit code): {len(advisory_findings)}\n"
+                 + "\n".join(sorted(advisory_findings)))
     if gate == "pre-release" and must and not partial:
         text += (f"\nnot audited, blocker or critical ({len(must)}; the pre-release gate needs every one, "
                  "opt-in checks included: --opt-in=all):\n"
-                 + "\n".join(f"  {r.id} ({r.severity}): {status[r.id]}" for r in must))
+                 + "\n".join(f"  {r.id} ({r.severity}): {status.get(r.id, 'not run')}" for r in must))
     return Verdict(code, text, [r.id for r in missing])

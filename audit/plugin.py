@@ -34,9 +34,10 @@ MARKERS = [
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pynomaly-audit")
-    group.addoption("--gate", choices=["pre-release", "nightly"], default=None,
+    group.addoption("--gate", choices=["pre-release", "nightly", "hardened"], default=None,
                     help="pre-release: blocker+critical must pass, nothing may be broken and every blocker "
-                         "and critical requirement must have been audited; nightly: everything counts (default)")
+                         "and critical requirement must have been audited; nightly: every requirement counts "
+                         "(default); hardened: like nightly, and the advisories beyond the guide count too")
     group.addoption("--opt-in", dest="opt_in", default="", metavar="load,burst,writes|all",
                     help="also run these opt-in checks (bounded load, request bursts, writes that clean up) "
                          "without narrowing the run (-m narrows it to them)")
