@@ -15,6 +15,7 @@ audit/plugin.py when `--hosts` names an inventory).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import allure
@@ -71,6 +72,9 @@ class AuditSession:
         transport = Transport(inventory) if any(h.connection in ("ssh", "paramiko") and "testinfra_spec" not in h.vars
                                                  for h in inventory.hosts.values()) else None
         self.access = Access(inventory, transport)
+        for name in inventory.setting("audit_secrets") or {}:  # masked everywhere, in every process
+            with contextlib.suppress(CouldNotAudit):  # a missing secret is reported by the check needing it
+                self.access.secret(name)
         self.facts = FactStore(control_dir() / "facts", self)
         load_probes()
         from audit import fixtures
