@@ -78,7 +78,7 @@ def _restart_cache3(deployment) -> None:
 def test_stopped_host_errors_for_that_host_only(deployment, tmp_path):
     client = docker_engine.client_or_none()
     with fault(lambda: client.containers.get("cache3").stop(timeout=5), lambda: _restart_cache3(deployment)):
-        run = timed("local", tmp_path, "checks/test_prerequisites.py")
+        run = timed("local", tmp_path, "checks/prerequisites.py")
     assert run.exit_code == COULD_NOT_AUDIT, run.explain()
     assert_errors_only_on(run, "cache3")
     assert {t["host"] for t in run.by_outcome("passed").values()} >= {"web1", "db1", "db2", "cache1", "cache2"}
@@ -89,7 +89,7 @@ def test_refused_key_errors_for_that_host_only(deployment, tmp_path):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     inv = inventory_variant(tmp_path, hosts={"db_replica": {"db2": {"ansible_host": "127.77.0.22",
                                                                     "ansible_ssh_private_key_file": str(key)}}})
-    run = timed(inv, tmp_path, "checks/test_prerequisites.py")
+    run = timed(inv, tmp_path, "checks/prerequisites.py")
     assert run.exit_code == COULD_NOT_AUDIT, run.explain()
     assert_errors_only_on(run, "db2", cause="Permission denied")
 

@@ -1,4 +1,4 @@
-"""The load gate (checks/test_load.py, `-m load`) on the reference deployment: green when healthy,
+"""The load gate (checks/load.py, `-m load`) on the reference deployment: green when healthy,
 each load drift turns exactly its requirement red (the drift matrix runs default checks only and
 skips opt-in drifts), and a run is bounded: it stops at its request cap, also in distributed mode.
 
@@ -23,7 +23,7 @@ NO_LOGIN = {"anonymous": 2, "static": 1, "api": 0}
 
 def load_audit(tmp_path, **profile):
     inventory = inventory_variant(tmp_path, audit_load={"run_time": 10, "users": 4, **profile})
-    return run_audit(inventory, tmp_path / "out", "-m", "load", "checks/test_load.py", timeout=300)
+    return run_audit(inventory, tmp_path / "out", "-m", "load", "checks/load.py", timeout=300)
 
 
 def test_healthy_deployment_passes_the_load_gate(deployment, tmp_path):

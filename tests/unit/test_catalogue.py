@@ -37,4 +37,4 @@ def test_checks_collect_against_the_local_inventory():
     proc = subprocess.run([sys.executable, "-m", "pytest", "--hosts=local", "--collect-only", "-q",
                            "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "test_prerequisites.py::test_operating_system_is_a_supported_release[web1]" in proc.stdout
+    assert "prerequisites.py::check_operating_system_is_a_supported_release[web1]" in proc.stdout

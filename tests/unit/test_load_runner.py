@@ -13,6 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from audit.inventory import HostVars, LoadProfile
+from audit.outcomes import CouldNotAudit
+from audit.probes.load import LoadRun
 from loadtests import runner
 from loadtests.classify import is_rate_limited
 
@@ -117,6 +119,18 @@ def test_mostly_rate_limited_or_empty_or_failed_run_is_invalid(tmp_path):
     assert "exited with 1" in runner.invalid_reasons({}, rows[:3], 1, "boom")[0]
 
 
+def test_a_run_that_recorded_nothing_is_could_not_audit_not_a_pass(tmp_path):
+    """checks/load.py judges only a valid run (LoadRun.need_valid), and needs the overall ("all")
+    group measured: a run without requests has neither."""
+    empty = runner.LoadResult(plan(tmp_path), 0, 0.0, 1.0, [], {"master": 2.0}, "")
+    run = LoadRun(empty, None)
+    assert runner.summarize([])["all"]["p95_s"] is None
+    assert runner.summarize([])["all"]["error_percent"] is None
+    with pytest.raises(CouldNotAudit, match="no request was recorded"):
+        run.need_valid()
+    LoadRun(runner.LoadResult(plan(tmp_path), 0, 0.0, 1.0, samples(HEALTHY_CSV, tmp_path), {}, ""), None).need_valid()
+
+
 def test_nginx_timing_log_is_filtered_by_the_run_tag():
     lines = runner.nginx_request_times(NGINX_TIMING_LOG, "35e35540e8")
     assert [(r["status"], r["path"], r["s"]) for r in lines] == [
@@ -201,9 +215,9 @@ def test_load_checks_are_opt_in(tmp_path):
     def collected(*args: str) -> str:
         return subprocess.run([sys.executable, "-m", "pytest", "--hosts=local", "--collect-only", "-q",
                                f"--alluredir={tmp_path / 'r'}", f"--junitxml={tmp_path / 'j.xml'}",
-                               "-p", "no:cacheprovider", *args, "checks/test_load.py"], cwd=ROOT,
+                               "-p", "no:cacheprovider", *args, "checks/load.py"], cwd=ROOT,
                               capture_output=True, text=True, timeout=60, check=False).stdout
 
-    assert "test_p95_response_time_under_declared_load" not in collected()
+    assert "check_p95_response_time_under_declared_load" not in collected()
     assert "2 deselected" in collected()
-    assert "test_p95_response_time_under_declared_load" in collected("-m", "load")
+    assert "check_p95_response_time_under_declared_load" in collected("-m", "load")

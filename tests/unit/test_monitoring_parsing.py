@@ -1,16 +1,19 @@
-"""audit/prometheus.py on captured outputs of the reference deployment (web1, Prometheus 2.42),
-in both directions: the guide's values pass, drifted ones are named."""
+"""audit/probes/monitoring.py on captured outputs of the reference deployment (web1, Prometheus
+2.42), in both directions: the guide's values pass, drifted ones are named, and nothing read is
+never a pass."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pytest
 import yaml
 
-from audit import prometheus as prom
 from audit.catalogue import load_catalogue
+from audit.outcomes import CouldNotAudit
+from audit.probes import monitoring as prom
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = ROOT / "provision" / "files" / "web"
@@ -157,12 +160,20 @@ def test_group_health_and_firing():
 
 
 def test_promtool_results():
-    assert prom.promtool_result(PROMTOOL_OK)[0] == 0
-    code, out = prom.promtool_result(PROMTOOL_FAILED)
-    assert code == 1
-    assert "FAILED" in out
-    with pytest.raises(ValueError):
-        prom.promtool_result("no code")
+    assert prom.promtool_result(PROMTOOL_OK).code == 0
+    result = prom.promtool_result(PROMTOOL_FAILED)
+    assert result.code == 1
+    assert "FAILED" in result.output
+    assert prom.promtool_result("no code").code is None
+
+
+@pytest.mark.parametrize("output", ["sh: 1: promtool: not found\nrc=127", "", "no code"])
+def test_promtool_that_cannot_run_is_could_not_audit(output):
+    facts = prom.MonitoringFacts(host="web1", promtool={"check_config": prom.promtool_result(output)})
+    with pytest.raises(CouldNotAudit, match="web1: promtool: not installed or not runnable"):
+        facts.verdict("check_config")
+    assert prom.MonitoringFacts(promtool={"check_config": prom.promtool_result(PROMTOOL_FAILED)}).verdict(
+        "check_config").code == 1
 
 
 def test_shipped_rule_tests_point_at_the_audited_file():
@@ -175,10 +186,13 @@ def test_shipped_rule_tests_point_at_the_audited_file():
 def test_targets_and_alertmanagers():
     up = {"activeTargets": [{"labels": {"job": j}, "health": "up", "scrapeUrl": f"http://x/{j}"}
                             for j in ("pynomaly", "postgres", "redis", "nginx")]}
-    assert prom.target_problems(up, ["pynomaly", "postgres", "redis", "nginx"]) == []
+    jobs = ["pynomaly", "postgres", "redis", "nginx"]
+    assert prom.target_problems(prom.parse_targets(up), jobs) == []
     up["activeTargets"][2].update(health="down", lastError="connection refused")
-    problems = prom.target_problems(up, ["pynomaly", "postgres", "redis", "nginx", "extra"])
+    problems = prom.target_problems(prom.parse_targets(up), [*jobs, "extra"])
     assert problems == ["job redis: http://x/redis is down (connection refused)", "job extra: no active target"]
+    # no target at all is not "every target up"
+    assert prom.target_problems(prom.parse_targets({}), jobs) == [f"job {j}: no active target" for j in jobs]
     data = {"activeAlertmanagers": [{"url": "http://alertmanager:9093/api/v2/alerts"}]}
     assert prom.active_alertmanager_ports(data) == [9093]
     assert prom.active_alertmanager_ports({"activeAlertmanagers": []}) == []
@@ -197,13 +211,8 @@ def test_query_values_and_self_metrics():
                     "absent_total": None}
 
 
-def test_tunnel_url_keeps_the_path():
-    assert prom.tunnel_url("http://127.0.0.1:9090/prom", lambda port, host: ("127.0.0.1", 40000 + port % 1000)) == \
-        "http://127.0.0.1:40090/prom"
-
-
 def test_dashboard_panels_both_ways():
-    board = prom.dashboard_of(prom.load_json((FILES / "pynomaly.json").read_text(), "dashboard"))
+    board = prom.dashboard_of(prom.parse_document((FILES / "pynomaly.json").read_text(), "dashboard", json.loads)[0])
     assert board["title"] == exp("MON-GRAFANA-DASHBOARD")["title"]
     panels = prom.panels_summary(board)
     assert len(panels) == 3
@@ -217,5 +226,69 @@ def test_dashboard_panels_both_ways():
     # panels inside a row count, and a Grafana API answer is unwrapped
     rowed = {"dashboard": {"panels": [{"type": "row", "panels": board["panels"]}]}}
     assert len(prom.panels_summary(prom.dashboard_of(rowed))) == 3
-    with pytest.raises(AssertionError):
-        prom.load_json("{not json", "dashboard")
+    assert prom.parse_document("{not json", "dashboard", json.loads)[1].startswith("dashboard is not valid JSON")
+
+
+def test_no_firing_alert_needs_a_loaded_group():
+    """MON-NO-ALERTS-FIRING: a group that is not loaded has no firing alert, and no evidence either:
+    the check needs the group (group_health) before it judges `firing`."""
+    assert prom.firing({"groups": []}, "pynomaly") == []
+    assert prom.group_health({"groups": []}, "pynomaly")[0] is None
+    assert prom.group_health({}, "pynomaly")[0] is None
+
+
+CONFIG_TEXT = (FILES / "prometheus.yml").read_text()
+RUNNING = {"global": {"scrape_interval": "15s", "scrape_timeout": "10s", "evaluation_interval": "15s"},
+           "alerting": {"alertmanagers": [{"static_configs": [{"targets": ["alertmanager:9093"]}]}]}}
+
+
+def facts(text=CONFIG_TEXT, running=RUNNING):
+    config, problem = prom.parse_document(text, "/etc/prometheus/prometheus.yml")
+    return prom.MonitoringFacts(host="web1", config=config, config_problem=problem, running_config=running)
+
+
+@pytest.mark.parametrize(("req", "key"), [("MON-PROM-GLOBAL-INTERVALS", "global"),
+                                          ("MON-PROM-ALERTMANAGER", "alertmanagers")])
+def test_value_rows_running_and_on_disk(req, key):
+    want = facts().norm(key, exp(req))
+    sides = facts().sides(key)
+    assert set(sides) == {"running", "on disk"}
+    assert all(r.value == want for r in sides.values())
+    drifted = facts(CONFIG_TEXT.replace("evaluation_interval: 15s", "evaluation_interval: 30s")
+                    .replace("alertmanager:9093", "alertmanager:9094")).sides(key)
+    assert drifted["on disk"].value != want
+    assert drifted["running"].value == want  # not reloaded yet: only the file differs
+    # without the API, the file alone; a missing file is nothing found (never a pass)
+    assert set(facts(running=None).sides(key)) == {"on disk"}
+    missing = facts(text="").sides(key)["on disk"]
+    assert missing.value is None
+    assert "missing or empty" in missing.shown
+
+
+def test_intervals_default_to_one_minute_and_bad_durations_compare_unequal():
+    assert prom.global_intervals({"global": {}}) == {"scrape_interval": "1m", "evaluation_interval": "1m"}
+    assert prom.global_intervals(None) is None
+    f = facts()
+    assert f.norm("global", {"scrape_interval": "fast", "evaluation_interval": "15s"}) != f.norm(
+        "global", exp("MON-PROM-GLOBAL-INTERVALS"))
+    assert prom.job_differences({"job_name": "j", "scrape_interval": "fast"},
+                                {"job_name": "j", "scrape_interval": "15s"})
+
+
+def test_documents_that_are_missing_empty_or_not_mappings():
+    assert prom.parse_document("", "x") == (None, "x is missing or empty")
+    assert prom.parse_document("# only a comment\n", "x") == (None, "x is not a mapping")
+    assert prom.parse_document("[1, 2]", "x") == (None, "x is not a mapping")
+    assert prom.parse_document("a: [", "x")[1].startswith("x is not valid YAML")
+
+
+def test_window_values_without_data_are_could_not_audit():
+    queries = prom.window_queries(exp("CHK-ERROR-RATE"), exp("CHK-RESPONSE-TIME-P95"))
+    assert queries["p95"].startswith("histogram_quantile(0.95, sum by (le)")
+    seen = prom.PrometheusFacts(window={"requests/s": 2.0, "5xx/s": None, "p95": float("nan")}, queries=queries)
+    assert seen.measured("requests/s") == 2.0
+    with pytest.raises(CouldNotAudit, match="no data for `histogram_quantile"):
+        seen.measured("p95")
+    with pytest.raises(CouldNotAudit, match="Alertmanager down"):
+        prom.PrometheusFacts(unavailable={"alertmanager": ("the alertmanager API", "Alertmanager down")}).need(
+            "alertmanager")
