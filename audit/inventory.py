@@ -174,8 +174,8 @@ class Inventory:
     globals: dict[str, Any] = field(default_factory=dict)
 
     def hosts_with_role(self, *roles: str) -> list[Host]:
-        """Hosts in any of `roles` (all hosts when `roles` is empty), sorted by name."""
-        return [h for n, h in sorted(self.hosts.items()) if not roles or h.roles & set(roles)]
+        """Hosts in any of `roles` (all hosts when `roles` is empty or names `all`), sorted by name."""
+        return [h for n, h in sorted(self.hosts.items()) if not roles or "all" in roles or h.roles & set(roles)]
 
     @property
     def roles(self) -> set[str]:

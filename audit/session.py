@@ -161,8 +161,9 @@ class AuditSession:
         for item in items:
             host = item_host(item)
             ids = requirement_ids(item)
-            if host not in self.inventory.hosts or (ids and (self.not_applicable(ids, host)
-                                                             or find_waiver(self.waivers, ids, host)[0])):
+            if host is not None and host not in self.inventory.hosts:  # a role with no host
+                continue
+            if ids and (self.not_applicable(ids, host) or find_waiver(self.waivers, ids, host)[0]):
                 continue
             names = list(getattr(item, "fixturenames", ()))
             row = getattr(item, "callspec", None) and item.callspec.params.get("row")
@@ -170,7 +171,7 @@ class AuditSession:
                 names.append(row.fact.probe)
             for name in names:
                 p = REGISTRY.get(name)
-                if p is not None:
+                if p is not None and (host or not p.per_host):
                     wanted.add((name, host if p.per_host else DEPLOYMENT))
         return wanted
 

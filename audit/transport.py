@@ -104,6 +104,8 @@ class Transport:
                     self._forwards[key] = port
                     return "127.0.0.1", port
                 last = proc.stderr.strip()
+                if "control socket" in last.lower() or "no such file" in last.lower():
+                    self.ssh(host, "true")  # no shared connection yet: this one becomes it (ControlPersist)
             raise HostUnreachable(host.name, f"cannot forward to {remote_host}:{remote_port} over SSH: {last}")
 
     def close(self) -> None:
