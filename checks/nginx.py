@@ -179,7 +179,8 @@ def check_security_header_on_every_response_kind(judge, public_endpoint, req_id)
     want, seen = judge.expected, {}
     for kind, path in public_endpoint.kinds(want["paths"], want["on_errors"]).items():
         answer = public_endpoint.answer(path)
-        seen[kind] = {"path": path, "status": answer.status, want["header"]: answer.header(want["header"])}
+        seen[kind if kind == path else f"{kind} ({path})"] = {"status": answer.status,
+                                                             want["header"]: answer.header(want["header"])}
     judge.each(seen, lambda s: probe.header_is(s[want["header"]], want["value"], want["header"]),
                what=f"{want['header']} on each response kind", expected=want["value"])
 

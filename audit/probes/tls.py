@@ -235,24 +235,22 @@ def summarise(scan: dict[str, Any], anchors_pem: str | bytes, now: dt.datetime, 
 def tls_scan(session) -> TlsScan:
     """One sslyze scan of the public endpoint: protocols, cipher suites, resumption, the chain."""
     public = session.access.public()
-    target = f"{public.name}:{public.port} via {public.address}"
-    scan = scan_endpoint(public)
-    resumed = ((scan.get("scan_result") or {}).get("session_resumption") or {}).get("result") or {}
-    if resumed.get("session_id_resumption_result") == "PARTIALLY_SUPPORTED":
-        # some of sslyze's 5 resumptions failed: measure once more before calling it non-compliance
-        # (a cache that is off or too small fails again; a reload racing the scan does not)
-        again = scan_endpoint(public, {"session_resumption"})
-        scan["scan_result"]["session_resumption"] = again["scan_result"]["session_resumption"]
-        scan["scan_result"]["session_resumption"]["result"] = {**(again["scan_result"]["session_resumption"]
-                                                                   .get("result") or {}), "first scan": resumed}
     bundle = anchors_file(public.ca_bundle)
     try:
         anchors_pem = Path(bundle).read_bytes()
     except OSError as exc:
         raise CouldNotAudit(None, f"the CA bundle {bundle}", f"cannot read it: {exc.strerror} "
                                                              "(inventory all.vars.audit_ca_bundle)") from None
-    return summarise(scan, anchors_pem, dt.datetime.now(dt.UTC), target, public_host(session.inventory) or public.name,
-                     bundle)
+    scan = scan_endpoint(public)
+    first = scan["scan_result"].get("session_resumption") or {}
+    if (first.get("result") or {}).get("session_id_resumption_result") == "PARTIALLY_SUPPORTED":
+        # some of sslyze's 5 resumptions failed: measure once more before calling it non-compliance
+        # (a cache that is off or too small fails again; a reload racing the scan does not)
+        again = scan_endpoint(public, {"session_resumption"})["scan_result"]["session_resumption"]
+        scan["scan_result"]["session_resumption"] = {**again, "result": again.get("result") and {
+            **again["result"], "first scan": first["result"]}}
+    return summarise(scan, anchors_pem, dt.datetime.now(dt.UTC), f"{public.name}:{public.port} via {public.address}",
+                     public_host(session.inventory) or public.name, bundle)
 
 
 # ---------------------------------------------------------------- the web host: files, certbot

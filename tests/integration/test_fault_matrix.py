@@ -139,7 +139,7 @@ def _expired_cert(st: State) -> tuple[bytes, bytes]:
 
 
 def test_expired_certificate_is_non_compliance(deployment, tmp_path):
-    module = need("test_tls.py")
+    module = need("tls.py")
     live = f"/etc/letsencrypt/live/{PUBLIC_NAME}"
     chain, key = _expired_cert(State())
     staging = Path(tmp_path)

@@ -10,8 +10,8 @@ from provision import drifts
 from tests.integration.audit_runner import AuditRun
 from tests.integration.test_drift_matrix import BATCHES, Batch, claims_of, owners_of, verdict
 
-GZIP = "checks/test_nginx.py::test_json_is_served_gzip_compressed[pynomaly.test]"
-GZIP_TYPES = "checks/test_nginx.py::test_nginx_gzip_types[web1]"
+GZIP = "checks/nginx.py::check_json_is_served_gzip_compressed"
+LEAST_CONN = "checks/nginx.py::check_upstream_least_conn[web1]"  # a check of the same module
 
 
 def test_no_batch_mixes_what_must_not_be_mixed():
@@ -36,13 +36,13 @@ def _run(tests: dict[str, tuple[str, str]]) -> AuditRun:
 
 
 def test_a_disturbed_check_is_the_disturbing_drifts_to_judge():
-    health_503, gzip_types = drifts.by_name("nginx-api-health-503"), drifts.by_name("nginx-gzip-types")
+    health_503, least_conn = drifts.by_name("nginx-api-health-503"), drifts.by_name("nginx-no-least-conn")
     assert "NGINX-GZIP" in health_503.disturbs
-    run = _run({GZIP: ("error", "NGINX-GZIP"), GZIP_TYPES: ("failed", "NGINX-GZIP-TYPES")})
-    batch = Batch([health_503, gzip_types], set(owners_of(("APP-API-V1-HEALTH", "NGINX-GZIP-TYPES"))))
-    assert verdict(run, gzip_types, batch) == []
-    # without the declaration the gzip check's error would count against nginx-gzip-types
+    run = _run({GZIP: ("error", "NGINX-GZIP"), LEAST_CONN: ("failed", "NGINX-UPSTREAM-LEAST-CONN")})
+    batch = Batch([health_503, least_conn], set(owners_of(("APP-API-V1-HEALTH", "NGINX-UPSTREAM-LEAST-CONN"))))
+    assert verdict(run, least_conn, batch) == []
+    # without the declaration the gzip check's error would count against nginx-no-least-conn
     undeclared = dataclasses.replace(health_503, disturbs=())
-    problems = verdict(run, gzip_types, Batch([undeclared, gzip_types]))
+    problems = verdict(run, least_conn, Batch([undeclared, least_conn]))
     assert len(problems) == 2
-    assert "got ['NGINX-GZIP', 'NGINX-GZIP-TYPES']" in problems[0]
+    assert "got ['NGINX-GZIP', 'NGINX-UPSTREAM-LEAST-CONN']" in problems[0]

@@ -8,7 +8,9 @@ import pytest
 from audit.judge import ON_DISK, RUNNING
 from audit.outcomes import CouldNotAudit
 from audit.probes.nginx import (
+    Answer,
     NginxFacts,
+    PublicFacts,
     changed_since,
     count_rejections,
     has_http2,
@@ -313,3 +315,14 @@ def test_header_kinds():
     assert header_kinds(paths, "/static/app.css", None) == {"/api/v1/health": "/api/v1/health",
                                                            "/static/": "/static/app.css"}
     assert header_kinds(paths, "/static/app.css", "/audit-missing-1")["404"] == "/audit-missing-1"
+
+
+def test_public_answers_and_their_failures():
+    ok = Answer("https://pynomaly.test/api/v1/health", 200, {"content-encoding": "gzip"})
+    refused = Answer("https://pynomaly.test/docs", None, {}, "Connection refused")
+    public = PublicFacts("pynomaly.test", {"/api/v1/health": ok, "/docs": refused}, "/audit-missing-1", "/static/a.css")
+    assert public.answer("/api/v1/health").header("Content-Encoding") == "gzip"
+    assert public.answer("/api/v1/health").header("Vary") is None  # absent: the check finds nothing
+    with pytest.raises(CouldNotAudit, match="Connection refused"):
+        public.answer("/docs")
+    assert public.kinds(["/static/"], on_errors=True) == {"/static/": "/static/a.css", "404": "/audit-missing-1"}

@@ -253,3 +253,31 @@ def test_package_states():
     assert package_state(f"sh: 1: dpkg-query: not found\npackage {name} is not installed", name)[0] is False
     assert package_state("", name)[0] is None  # no package manager answered: could not audit
     assert package_state("sh: 1: dpkg-query: not found\nsh: 1: rpm: not found", name)[0] is None
+
+
+def test_partial_resumption_is_measured_once_more(monkeypatch, tmp_path):
+    """A scan that resumed 3 of 5 sessions is scanned again (resumption only): the second result
+    is judged, the first kept beside it."""
+    from types import SimpleNamespace
+
+    import audit.probes.tls as tls
+
+    def resumption(result):
+        return {"status": "COMPLETED", "result": {"session_id_resumption_result": result}}
+
+    first = _scan(REFERENCE)
+    first["scan_result"]["session_resumption"] = resumption("PARTIALLY_SUPPORTED")
+    again = {"scan_result": {"session_resumption": resumption("FULLY_SUPPORTED")}}
+    calls = []
+    monkeypatch.setattr(tls, "scan_endpoint",
+                        lambda public, only=None: calls.append(only) or (again if only else first))
+    ca = tmp_path / "ca.pem"
+    ca.write_text("")
+    public = SimpleNamespace(name="pynomaly.test", port=443, address="127.77.0.11", ca_bundle=str(ca))
+    session = SimpleNamespace(access=SimpleNamespace(public=lambda: public),
+                              inventory=SimpleNamespace(setting=lambda key, default=None: None))
+    scan = tls.tls_scan(session)
+    assert calls == [None, {"session_resumption"}]
+    assert scan.resumption["session_id_resumption_result"] == "FULLY_SUPPORTED"
+    assert scan.resumption["first scan"]["session_id_resumption_result"] == "PARTIALLY_SUPPORTED"
+    assert scan.host == "pynomaly.test"
