@@ -326,3 +326,44 @@ def test_public_answers_and_their_failures():
     with pytest.raises(CouldNotAudit, match="Connection refused"):
         public.answer("/docs")
     assert public.kinds(["/static/"], on_errors=True) == {"/static/": "/static/a.css", "404": "/audit-missing-1"}
+
+
+def _session(outputs: dict[str, str]):
+    from types import SimpleNamespace
+
+    def collect(host, commands):
+        return {k: outputs.get(k, "") for k in commands}
+
+    return SimpleNamespace(access=SimpleNamespace(collect=collect),
+                           inventory=SimpleNamespace(setting=lambda key, default=None: None))
+
+
+def test_an_unreadable_configuration_cannot_be_audited_a_missing_one_is_the_finding():
+    from types import SimpleNamespace
+
+    from audit.probes.nginx import nginx
+
+    host = SimpleNamespace(name="web1")
+    with pytest.raises(CouldNotAudit, match="is sudo granted"):
+        nginx(_session({"present": "yes", "test": "exit=1"}), host)
+    facts = nginx(_session({"test": "sh: nginx: not found\nexit=127"}), host)  # no NGINX, no nginx.conf
+    assert facts.read("main: user") is None
+    assert facts.test_ok is False
+    assert facts.worker_users == ()
+    assert facts.changed is None
+
+
+def test_the_probe_on_the_reference_output(conf):
+    from types import SimpleNamespace
+
+    from audit.probes.nginx import nginx
+
+    facts = nginx(_session({"present": "yes", "dump": DUMP, "procs": PROCS, "mtimes": MTIMES,
+                            "test": "nginx: configuration file /etc/nginx/nginx.conf test is successful\nexit=0",
+                            "log_fds": "/var/log/nginx/access.log\n/var/log/nginx/error.log"}),
+                  SimpleNamespace(name="web1"))
+    assert facts.test_ok
+    assert facts.changed == ()
+    assert facts.loaded_at == "2026-11-27T13:42:36+00:00"
+    assert facts.log_files == ("/var/log/nginx/access.log", "/var/log/nginx/error.log")
+    assert list(facts.sides("main: worker_processes")) == [RUNNING, ON_DISK]

@@ -281,3 +281,42 @@ def test_partial_resumption_is_measured_once_more(monkeypatch, tmp_path):
     assert scan.resumption["session_id_resumption_result"] == "FULLY_SUPPORTED"
     assert scan.resumption["first scan"]["session_id_resumption_result"] == "PARTIALLY_SUPPORTED"
     assert scan.host == "pynomaly.test"
+
+
+def _host_session(outputs: dict[str, str], nginx=None):
+    from types import SimpleNamespace
+
+    def get(name, host):
+        if nginx is None:
+            raise CouldNotAudit(host, "NGINX configuration", "unreadable")
+        return nginx
+
+    def collect(host, commands):
+        return {k: outputs.get(k, "") for k in commands}
+
+    return SimpleNamespace(expected=lambda req: "python3-certbot-nginx", facts=SimpleNamespace(get=get),
+                           access=SimpleNamespace(collect=collect))
+
+
+def test_certificate_files_crontab_and_plugin_of_a_web_host():
+    from types import SimpleNamespace
+
+    from audit.probes.tls import tls_host
+
+    live = "/etc/letsencrypt/live/pynomaly.test"
+    nginx = SimpleNamespace(read=lambda key: {"https: ssl_certificate": f"{live}/fullchain.pem",
+                                              "https: ssl_certificate_key": f"{live}/privkey.pem"}[key])
+    host = SimpleNamespace(name="web1")
+    facts = tls_host(_host_session({"crontab": CRONTAB + "exit=0", "plugin": "install ok installed 2.1.0-2",
+                                    "files": f"{live}/fullchain.pem"}, nginx), host)
+    assert facts.files == {f"{live}/fullchain.pem": True, f"{live}/privkey.pem": False}  # the key is missing
+    assert facts.plugin_installed
+    assert cron_entries(facts.crontab)[0] == ("0 12 * * *", "/usr/bin/certbot renew --quiet")
+    unread = tls_host(_host_session({"crontab": "no crontab for root\nexit=1", "plugin": "install ok installed 2"}),
+                      host)
+    assert unread.files == {}  # the configuration could not be read: no file to look for
+    assert unread.crontab == ""
+    with pytest.raises(CouldNotAudit, match="crontab"):
+        tls_host(_host_session({"crontab": "sudo: a password is required\nexit=1"}), host)
+    with pytest.raises(CouldNotAudit, match="neither dpkg-query nor rpm"):
+        tls_host(_host_session({"crontab": "exit=0"}), host)
