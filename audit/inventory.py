@@ -62,6 +62,19 @@ class LoadProfile(BaseModel):
     api_rate_limit: float = Field(default=10, gt=0)          # NGINX limit_req on /api/, r/s per client
 
 
+class AwsAccount(BaseModel):
+    """`audit_aws`: where the guide's AWS resources (security group, ALB target group, backup
+    bucket) are read, with read-only credentials: a boto3 profile, or the names of two secrets of
+    `audit_secrets` (never the keys themselves); neither: boto3's own chain (environment, role)."""
+
+    model_config = ConfigDict(extra="forbid")
+    region: str
+    endpoint_url: str | None = None          # an AWS-compatible endpoint (e.g. a test double)
+    profile: str | None = None
+    access_key_id: str | None = None         # secret names in audit_secrets
+    secret_access_key: str | None = None
+
+
 class HostVars(BaseModel):
     """The variables the suite reads; other Ansible variables are allowed and ignored."""
 
@@ -91,6 +104,10 @@ class HostVars(BaseModel):
     audit_settings: AuditSettings | None = None
     audit_not_applicable: dict[str, str] | None = None   # REQ-ID or catalogue section -> why not
     audit_load: LoadProfile | None = None
+    audit_aws: AwsAccount | None = None                  # issue 21: the cloud requirements (boto3, read-only)
+    audit_elasticsearch: Endpoint | None = None          # issue 21: the ELK stack (ARCH-ELK-STACK)
+    audit_logstash: Endpoint | None = None
+    audit_kibana: Endpoint | None = None
 
     @field_validator("audit_secrets", mode="before")
     @classmethod
