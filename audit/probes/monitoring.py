@@ -458,7 +458,9 @@ class PrometheusFacts(Unavailable):
     targets: tuple[Target, ...] = ()
     alertmanagers: dict = field(default_factory=dict)     # /api/v1/alertmanagers
     alertmanager_ready: tuple[bool, str] = (False, "")    # Alertmanager's /-/ready
-    counters: dict[str, float | None] = field(default_factory=dict)  # Prometheus' own /metrics
+    counters: dict[str, float | None] = field(default_factory=dict)  # Prometheus' own /metrics (since start)
+    firing: tuple[str, ...] = ()                          # alerts firing in Prometheus (/api/v1/alerts)
+    delivered: tuple[str, ...] = ()                       # alerts Alertmanager holds (/api/v2/alerts)
     window: dict[str, float | None] = field(default_factory=dict)    # requests/s, 5xx/s, p95 (s)
     queries: dict[str, str] = field(default_factory=dict)
 
@@ -469,6 +471,17 @@ class PrometheusFacts(Unavailable):
             raise CouldNotAudit(None, "Prometheus", f"no data for `{self.queries[name]}` (no requests in the "
                                                     "window, or the app is not scraped)")
         return value
+
+
+def alert_names(alerts: list) -> tuple[str, ...]:
+    """`alertname{label=value,...}` of each alert (Prometheus' or Alertmanager's API), sorted; the
+    labels Alertmanager adds of its own are not compared."""
+    out = []
+    for alert in alerts or []:
+        labels = dict(alert.get("labels") or {})
+        name = labels.pop("alertname", "?")
+        out.append(name + "{" + ",".join(f"{k}={v}" for k, v in sorted(labels.items())) + "}")
+    return tuple(sorted(out))
 
 
 def window_queries(error_rate: dict, response_time: dict) -> dict[str, str]:
@@ -499,9 +512,13 @@ def prometheus(session) -> PrometheusFacts:
     missing = [k for k, v in counters.items() if v is None]
     if missing:
         unavailable["counters"] = ("the prometheus API", f"its /metrics lacks {missing}: cannot audit notifications")
+    delivered: tuple[str, ...] = ()
     try:
-        code, said = api(session, "alertmanager").status("/-/ready")
+        manager = api(session, "alertmanager")
+        code, said = manager.status("/-/ready")
         ready = (code == 200, f"HTTP {code} {said}" if code else said)
+        if code == 200:
+            delivered = alert_names(manager.get("/api/v2/alerts", active="true"))
     except CouldNotAudit as exc:
         ready = (False, exc.why)
         unavailable["alertmanager"] = (exc.service, exc.why)
@@ -510,6 +527,8 @@ def prometheus(session) -> PrometheusFacts:
         unavailable=unavailable, runtime=prom.get("/api/v1/status/runtimeinfo"), running_config=config,
         rules=prom.get("/api/v1/rules"), targets=parse_targets(prom.get("/api/v1/targets", state="active")),
         alertmanagers=prom.get("/api/v1/alertmanagers"), alertmanager_ready=ready, counters=counters,
+        firing=alert_names([a for a in prom.get("/api/v1/alerts").get("alerts", []) if a.get("state") == "firing"]),
+        delivered=delivered,
         window=window, queries=queries)
 
 
