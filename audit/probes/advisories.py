@@ -294,7 +294,7 @@ def script_uses(text: str, host: str) -> dict[str, str]:
     for line in text.splitlines():
         path, _, rest = line.partition(":")
         number, _, body = rest.partition(":")
-        if number.isdigit():
+        if number.isdigit() and not body.lstrip().startswith("#"):  # comments run nothing
             out[f"{host}:{path}:{number}"] = " ".join(body.split())
     return out
 

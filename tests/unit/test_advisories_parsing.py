@@ -195,6 +195,7 @@ def test_script_uses_from_grep():
     out = script_uses("/opt/pynomaly/scripts/slow.sh:3:psql -c \"SELECT  query FROM pg_stat_statements\"\n", "db1")
     assert out == {"db1:/opt/pynomaly/scripts/slow.sh:3": "psql -c \"SELECT query FROM pg_stat_statements\""}
     assert script_uses("", "db1") == {}
+    assert script_uses("/opt/pynomaly/scripts/slow.sh:2:# pg_stat_statements' mean_time is gone\n", "db1") == {}
 
 
 # ---------------------------------------------------------------- pools
