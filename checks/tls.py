@@ -14,7 +14,8 @@ import pytest
 
 from audit import evidence
 from audit.probes.nginx import with_domain
-from audit.probes.tls import PROTOCOL_COMMANDS, cron_entries, name_matches, same_schedule
+from audit.probes.shell import crontab_entries, same_schedule
+from audit.probes.tls import PROTOCOL_COMMANDS, name_matches
 
 # ---------------------------------------------------------------- the endpoint (one scan per run)
 
@@ -131,7 +132,8 @@ def check_certbot_nginx_plugin(judge, tls_host):
 def check_certbot_renew_scheduled(judge, tls_host):
     """"sudo crontab -e  # Add: 0 12 * * * /usr/bin/certbot renew --quiet"."""
     want = judge.expected
-    jobs = [(s, c) for s, c in cron_entries(tls_host.crontab) if "certbot" in c and "renew" in c]
+    jobs = [(e["schedule"], e["command"]) for e in crontab_entries(tls_host.crontab)
+            if "certbot" in e["command"] and "renew" in e["command"]]
     judge.that(any(same_schedule(s, want["schedule"]) and c.split() == want["command"].split() for s, c in jobs),
                what="certbot renew jobs", found=jobs,
                expected=f"{want['schedule']} {want['command']}", where=f"crontab -l -u {want['crontab']}")

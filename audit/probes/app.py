@@ -36,9 +36,9 @@ import yaml
 from audit import evidence, guide
 from audit.access import describe
 from audit.facts import probe
-from audit.hostparse import script_commands  # shared with the backups, CI/CD and maintenance probes
 from audit.judge import ON_DISK, RUNNING, Reading
 from audit.outcomes import CouldNotAudit
+from audit.probes.shell import script_commands
 
 # Non-secret environment variables whose values may be kept and shown.
 PUBLIC_ENV = ("ENVIRONMENT", "DEBUG", "LOG_LEVEL", "SMTP_SERVER", "SMTP_PORT", "RATE_LIMIT_REQUESTS",

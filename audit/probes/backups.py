@@ -18,7 +18,7 @@ from croniter import croniter
 
 from audit import guide
 from audit.facts import probe
-from audit.probes.maintenance import crontab_entries, script_commands
+from audit.probes.shell import crontab_entries, script_commands
 
 # ---------------------------------------------------------------- parsing (unit-tested)
 
@@ -64,7 +64,7 @@ def schedule_matches(schedule: str, wanted: str, start: dt.datetime | None = Non
 def cron_entry_for(crontab: str, command: str) -> list[str]:
     """Schedules of the crontab lines that run `command` (its words, arguments included)."""
     words = command.split()
-    return [sched for sched, cmd in crontab_entries(crontab) if cmd.split()[: len(words)] == words]
+    return [e["schedule"] for e in crontab_entries(crontab) if e["command"].split()[: len(words)] == words]
 
 
 def cleanup_lines(commands: list[str], pattern: str, max_days: int) -> list[str]:

@@ -19,8 +19,8 @@ from pathlib import Path
 import yaml
 
 from audit.facts import probe
-from audit.hostparse import script_commands
 from audit.outcomes import CouldNotAudit
+from audit.probes.shell import script_commands
 from audit.settings import required
 
 WORKFLOW = ".github/workflows/deploy.yml"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shlex
 from dataclasses import dataclass
 
 from croniter import croniter
@@ -22,53 +21,12 @@ from audit import guide
 from audit.facts import probe
 from audit.outcomes import CouldNotAudit
 from audit.probes.network import MISSING
+from audit.probes.shell import cron_expression, crontab_entries, script_commands, words  # noqa: F401
 
 PERIODS = {"daily": dt.timedelta(days=1), "weekly": dt.timedelta(days=7), "monthly": dt.timedelta(days=31)}
-SPECIALS = {"@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *",
-            "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@hourly": "0 * * * *"}
 
 
 # ---------------------------------------------------------------- parsing (unit-tested)
-
-def script_commands(text: str) -> list[str]:
-    """A shell script's command lines: comments and blank lines dropped, backslash continuations
-    joined, runs of whitespace collapsed (shared by every check that reads a script)."""
-    out, pending = [], ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1].strip() + " "
-            continue
-        out.append(" ".join((pending + line).split()))
-        pending = ""
-    return out
-
-
-def crontab_entries(text: str) -> list[tuple[str, str]]:
-    """crontab text -> [(schedule, command)] (comments, blanks and VAR=value lines dropped)."""
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or re.match(r"^[A-Za-z_]\w*\s*=", line):
-            continue
-        if line.startswith("@"):
-            macro, _, cmd = line.partition(" ")
-            out.append((macro, cmd.strip()))
-            continue
-        fields = line.split(None, 5)
-        if len(fields) == 6:
-            out.append((" ".join(fields[:5]), fields[5]))
-    return out
-
-
-def words(line: str) -> list[str]:
-    try:
-        return shlex.split(line, comments=True)
-    except ValueError:
-        return line.split()
-
 
 def find_line(lines: list[str], *needles: str) -> str | None:
     """The first command line that contains every needle (compared on shell words, so quoting
@@ -107,41 +65,15 @@ def parse_stat(text: str) -> dict[str, dict]:
 
 
 def cron_entries(user_crontabs: str, system_crontabs: str) -> list[dict]:
-    """Cron lines as {schedule, user, command}; user crontabs start with `#@user NAME`; the system
-    ones (/etc/crontab, /etc/cron.d) have a user field."""
-    entries, user = [], "root"
-
-    def parse(text: str, with_user: bool) -> None:
-        nonlocal user
-        for raw in text.splitlines():
-            line = raw.strip()
-            if line.startswith("#@user "):
-                user = line.split()[1]
-                continue
-            if not line or line.startswith("#") or re.match(r"^[A-Za-z_]\w*\s*=", line):
-                continue
-            f = line.split()
-            if f[0].startswith("@"):
-                if f[0] not in SPECIALS:
-                    continue
-                schedule, rest = SPECIALS[f[0]], f[1:]
-            else:
-                if len(f) < 6:
-                    continue
-                schedule, rest = " ".join(f[:5]), f[5:]
-            who = user
-            if with_user and rest:
-                who, rest = rest[0], rest[1:]
-            entries.append({"schedule": schedule, "user": who, "command": " ".join(rest)})
-
-    parse(user_crontabs, with_user=False)
-    parse(system_crontabs, with_user=True)
-    return entries
+    """Every cron line of a host as {schedule, user, command}: the users' crontabs (`#@user NAME`
+    lines say whose) and the system ones (/etc/crontab, /etc/cron.d: with a user field)."""
+    return crontab_entries(user_crontabs) + crontab_entries(system_crontabs, with_user=True)
 
 
 def cadence(schedule: str, start: dt.datetime | None = None) -> str | None:
     """daily / weekly / monthly / other: the largest gap between runs over a year (croniter)."""
-    if not croniter.is_valid(schedule):
+    schedule = cron_expression(schedule)
+    if not schedule or not croniter.is_valid(schedule):
         return None
     start = start or dt.datetime(2025, 1, 1)
     it = croniter(schedule, start)

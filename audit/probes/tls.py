@@ -255,32 +255,6 @@ def tls_scan(session) -> TlsScan:
 
 # ---------------------------------------------------------------- the web host: files, certbot
 
-def cron_entries(crontab: str) -> list[tuple[str, str]]:
-    """(schedule, command) of each job line of a crontab (5 fields, or an @keyword)."""
-    out = []
-    for line in crontab.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" in line.split(None, 1)[0]:
-            continue
-        fields = line.split(None, 1 if line.startswith("@") else 5)
-        if line.startswith("@") and len(fields) == 2:
-            out.append((fields[0], fields[1]))
-        elif len(fields) == 6:
-            out.append((" ".join(fields[:5]), fields[5]))
-    return out
-
-
-def same_schedule(actual: str, expected: str, start: dt.datetime | None = None, runs: int = 8) -> bool:
-    """Two cron schedules fire at the same times (the next `runs` runs), e.g. @daily == 0 0 * * *."""
-    from croniter import croniter
-
-    if not croniter.is_valid(actual):
-        return False
-    start = start or dt.datetime(2025, 1, 1)
-    a, b = croniter(actual, start), croniter(expected, start)
-    return all(a.get_next(dt.datetime) == b.get_next(dt.datetime) for _ in range(runs))
-
-
 def parse_crontab(text: str) -> str | None:
     """The crontab from `crontab -l ...; echo exit=$?`: '' when the user has none, None when it
     could not be read."""

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from audit.hostparse import script_commands
 from audit.outcomes import CouldNotAudit
 from audit.probes import cicd as c
+from audit.probes.shell import script_commands
 
 REPO = Path(__file__).resolve().parents[2] / "provision" / "files" / "deploy-repo"
 WORKFLOW_TEXT = (REPO / c.WORKFLOW).read_text()

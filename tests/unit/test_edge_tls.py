@@ -12,18 +12,17 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from audit.outcomes import CouldNotAudit
+from audit.probes.shell import crontab_entries, same_schedule
 from audit.probes.tls import (
     PROTOCOL_COMMANDS,
     accepted_protocols,
     cert_names,
     chain_gaps,
-    cron_entries,
     days_left,
     name_matches,
     package_state,
     parse_crontab,
     results,
-    same_schedule,
     scan_request,
     summarise,
     trust_path,
@@ -167,7 +166,7 @@ SHELL=/bin/sh
 
 
 def test_cron_entries():
-    entries = cron_entries(CRONTAB)
+    entries = [(e["schedule"], e["command"]) for e in crontab_entries(CRONTAB)]
     assert entries[0] == ("0 12 * * *", "/usr/bin/certbot renew --quiet")
     assert ("@daily", "/usr/sbin/logrotate /etc/logrotate.conf") in entries
     assert len(entries) == 3
@@ -311,7 +310,8 @@ def test_certificate_files_crontab_and_plugin_of_a_web_host():
                                     "files": f"{live}/fullchain.pem"}, nginx), host)
     assert facts.files == {f"{live}/fullchain.pem": True, f"{live}/privkey.pem": False}  # the key is missing
     assert facts.plugin_installed
-    assert cron_entries(facts.crontab)[0] == ("0 12 * * *", "/usr/bin/certbot renew --quiet")
+    first = crontab_entries(facts.crontab)[0]
+    assert (first["schedule"], first["command"]) == ("0 12 * * *", "/usr/bin/certbot renew --quiet")
     unread = tls_host(_host_session({"crontab": "no crontab for root\nexit=1", "plugin": "install ok installed 2"}),
                       host)
     assert unread.files == {}  # the configuration could not be read: no file to look for

@@ -8,6 +8,7 @@ import pytest
 
 from audit import guide
 from audit.probes import maintenance as m
+from audit.probes.shell import crontab_entries
 
 FILES = Path(__file__).resolve().parents[2] / "provision" / "files" / "web"
 CRONTAB = (FILES / "crontab").read_text()
@@ -53,8 +54,9 @@ def test_system_crontab_user_field_and_cron_dirs():
 
 def test_special_schedules():
     entries = m.cron_entries("@daily /opt/pynomaly/scripts/daily_maintenance.sh\n@reboot /x\n", "")
-    assert entries == [{"schedule": "0 0 * * *", "user": "root",
-                        "command": "/opt/pynomaly/scripts/daily_maintenance.sh"}]
+    assert entries == [{"schedule": "@daily", "user": "root", "command": "/opt/pynomaly/scripts/daily_maintenance.sh"},
+                       {"schedule": "@reboot", "user": "root", "command": "/x"}]
+    assert [m.cadence(e["schedule"]) for e in entries] == ["daily", None]
 
 
 def test_script_commands_and_disk_alert():
@@ -126,5 +128,6 @@ def test_facts_read_the_scripts_steps():
 def test_shared_shell_parsers():
     assert m.script_commands("#!/bin/sh\n# c\nfind /x \\\n  -delete\n\necho  a\n") == ["find /x -delete", "echo a"]
     text = "# comment\nMAILTO=root\n0 */6 * * * /opt/pynomaly/scripts/backup_db.sh\n@daily /bin/true\n"
-    assert m.crontab_entries(text) == [("0 */6 * * *", "/opt/pynomaly/scripts/backup_db.sh"), ("@daily", "/bin/true")]
-    assert m.crontab_entries("no crontab for root\n") == []
+    assert [(e["schedule"], e["command"]) for e in crontab_entries(text)] == [
+        ("0 */6 * * *", "/opt/pynomaly/scripts/backup_db.sh"), ("@daily", "/bin/true")]
+    assert crontab_entries("no crontab for root\n") == []
