@@ -29,7 +29,8 @@ def declared_requirements(checks_dir: Path = CHECKS_DIR) -> dict[str, set[str]]:
     from audit.catalogue import load_catalogue
 
     if (checks_dir / "values.py").exists():
-        for req in load_catalogue().requirements:
+        catalogue = load_catalogue()
+        for req in catalogue.requirements + catalogue.advisories:
             if req.fact is not None:
                 found[req.id].add(VALUE_CHECK)
     for path in check_modules(checks_dir):
@@ -70,12 +71,16 @@ def _ids_of(arg: ast.expr, constants: dict[str, list[str]]) -> list[str]:
         return [arg.value]
     if isinstance(arg, ast.Starred) and isinstance(arg.value, ast.Name):
         return constants.get(arg.value.id, [])
+    if isinstance(arg, ast.Dict):  # per_requirement_on({"ID": "role", ...})
+        return [k.value for k in arg.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+    if isinstance(arg, ast.Name) and arg.id in constants:  # per_requirement_on(TABLE)
+        return constants[arg.id]
     return []
 
 
 def _is_requirement_call(func: ast.expr) -> bool:
     name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-    return name in ("requirement", "per_requirement")
+    return name in ("requirement", "per_requirement", "per_requirement_on")
 
 
 VALUE_CHECK = "values::check_catalogued_value"

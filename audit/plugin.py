@@ -26,6 +26,7 @@ from audit.waivers import WaiverError, load_waivers
 MARKERS = [
     "requirement(*ids): the catalogued requirement ids this check verifies",
     "roles(*roles): inventory roles whose hosts the check runs on (parametrizes `server`)",
+    "requirement_roles(table): requirement -> roles, one body for each (audit.marks.per_requirement_on)",
     "load: sends load (opt-in: --opt-in=load)",
     "burst: sends a short burst of requests, e.g. rate limits (opt-in: --opt-in=burst)",
     "writes: writes to the deployment and cleans up (opt-in: --opt-in=writes)",

@@ -116,6 +116,10 @@ class AuditSession:
         if "row" in metafunc.fixturenames:
             self._value_rows(metafunc)
             return
+        marker = metafunc.definition.get_closest_marker("requirement_roles")
+        if marker is not None:
+            self._per_requirement_roles(metafunc, marker.args[0])
+            return
         if "server" not in metafunc.fixturenames:
             return
         roles = [r for m in metafunc.definition.iter_markers("roles") for r in m.args]
@@ -128,15 +132,22 @@ class AuditSession:
         metafunc.parametrize("server", [h.name for h in hosts], ids=[h.name for h in hosts], indirect=True)
 
     def _value_rows(self, metafunc: pytest.Metafunc) -> None:
+        rows = [r for r in self.catalogue.requirements + self.catalogue.advisories if r.fact is not None]
+        metafunc.parametrize(("row", "server"), self._pairs({r.id: (r, r.roles) for r in rows}), indirect=["server"])
+
+    def _per_requirement_roles(self, metafunc: pytest.Metafunc, roles: dict[str, tuple[str, ...]]) -> None:
+        metafunc.parametrize(("req_id", "server"), self._pairs({r: (r, rs) for r, rs in roles.items()}),
+                             indirect=["server"])
+
+    def _pairs(self, table: dict[str, tuple]) -> list:
+        """(value, host) params for requirement -> (value, roles): each on the hosts of its roles."""
         params = []
-        for row in self.catalogue.requirements:
-            if row.fact is None:
-                continue
-            hosts = [h.name for h in self.inventory.hosts_with_role(*row.roles)] or [
-                f"no host in group {' or '.join(row.roles)}"]
-            params += [pytest.param(row, h, id=f"{h if h in self.inventory.hosts else 'no-host'}-{row.id}",
-                                    marks=pytest.mark.requirement(row.id)) for h in hosts]
-        metafunc.parametrize(("row", "server"), params, indirect=["server"])
+        for req_id, (value, roles) in table.items():
+            hosts = ([h.name for h in self.inventory.hosts_with_role(*roles)]
+                     or [f"no host in group {' or '.join(roles)}"])
+            params += [pytest.param(value, h, id=f"{h if h in self.inventory.hosts else 'no-host'}-{req_id}",
+                                    marks=pytest.mark.requirement(req_id)) for h in hosts]
+        return params
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:

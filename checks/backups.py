@@ -9,12 +9,9 @@ import re
 import pytest
 
 from audit.evidence import attach, mask_assignments
+from audit.marks import per_requirement_on
 from audit.probes import backups as parse
-
-
-def _executable(judge, script) -> None:
-    judge.that(script.executable, what=judge.expected, found=script.state, expected="exists, executable",
-               where="stat, test -x")
+from audit.probes.shell import same_schedule
 
 
 def _as_the_guide_writes_it(judge, script, found: dict, want: dict) -> None:
@@ -22,14 +19,19 @@ def _as_the_guide_writes_it(judge, script, found: dict, want: dict) -> None:
     judge.that(all(found.get(k) == v for k, v in want.items()), what=script.path, found=found, expected=want)
 
 
-# ---------------------------------------------------------------- database backups
+KIND = {"BAK-DB": "db", "BAK-APP": "app"}  # which backup a requirement is about, by its id
 
 
-@pytest.mark.roles("backup_db")
-@pytest.mark.requirement("BAK-DB-SCRIPT")
-def check_db_backup_script(judge, backups):
-    """"/opt/pynomaly/scripts/backup_db.sh" ... "chmod +x"."""
-    _executable(judge, backups.db.script)
+def kind_of(backups, req_id: str):
+    return getattr(backups, KIND[req_id.rsplit("-", 1)[0].replace("-CRON", "")])
+
+
+@per_requirement_on({"BAK-DB-SCRIPT": "backup_db", "BAK-APP-SCRIPT": "backup_app"})
+def check_backup_script_is_executable(judge, backups, req_id):
+    """"/opt/pynomaly/scripts/backup_db.sh" and "/opt/pynomaly/scripts/backup_app.sh" ... "chmod +x"."""
+    script = kind_of(backups, req_id).script
+    judge.that(script.executable, what=judge.expected, found=script.state, expected="exists, executable",
+               where="stat, test -x")
 
 
 @pytest.mark.roles("backup_db")
@@ -41,7 +43,20 @@ def check_db_backup_script_dumps(judge, backups):
                             {**judge.expected, "mkdir": True})
 
 
-def _retention(judge, kind, pattern: str) -> None:
+@pytest.mark.roles("backup_app")
+@pytest.mark.requirement("BAK-APP-SCRIPT-ARCHIVE")
+def check_app_backup_script_archives(judge, backups):
+    """"tar -czf $BACKUP_DIR/pynomaly_app_$TIMESTAMP.tar.gz $APP_DIR"."""
+    _as_the_guide_writes_it(judge, backups.app.script,
+                            parse.archive_script(backups.app.script.text, backups.app_dir_exists), judge.expected)
+
+
+@per_requirement_on({"BAK-DB-RETENTION": "backup_db", "BAK-APP-RETENTION": "backup_app"})
+def check_backup_retention(judge, backups, req_id):
+    """"# Clean up old backups (keep last 30 days)" - find ... -mtime +30 -delete, and for the
+    application "find $BACKUP_DIR -name "*.tar.gz" -mtime +7 -delete" (find's +30 means more than
+    31 whole days, so a file is allowed up to 31 days)."""
+    kind, pattern = kind_of(backups, req_id), judge.expected["pattern"]
     max_days = int(judge.expected["max_age_days"])
     cleanup = parse.cleanup_lines(kind.script.commands, pattern, max_days)
     too_old = [f.name for f in kind.files if f.age_hours > (max_days + 1) * 24]
@@ -51,26 +66,16 @@ def _retention(judge, kind, pattern: str) -> None:
                where=f"{kind.script.path}, {kind.directory}")
 
 
-@pytest.mark.roles("backup_db")
-@pytest.mark.requirement("BAK-DB-RETENTION")
-def check_db_backup_retention(judge, backups):
-    """"# Clean up old backups (keep last 30 days)" - find ... -mtime +30 -delete (find's +30 means
-    more than 31 whole days, so a file is allowed up to 31 days)."""
-    _retention(judge, backups.db, "*.sql.gz")
-
-
-def _recent(judge, kind, what: str) -> None:
+@per_requirement_on({"BAK-DB-RECENT": "backup_db", "BAK-APP-RECENT": "backup_app"})
+def check_backup_is_recent(judge, backups, req_id):
+    """"0 */6 * * * /opt/pynomaly/scripts/backup_db.sh": a database backup no older than 6 h, and
+    "0 2 * * * /opt/pynomaly/scripts/backup_app.sh": an application backup no older than a day
+    (+ grace)."""
+    kind = kind_of(backups, req_id)
     limit = float(judge.expected["max_age_hours"]) + float(judge.expected["grace_minutes"]) / 60
     newest = kind.latest
-    judge.that(newest is not None and newest.age_hours <= limit, what=f"newest {what} backup",
+    judge.that(newest is not None and newest.age_hours <= limit, what="newest backup",
                found=newest or f"no backup in {kind.directory}", expected=f"age_hours <= {limit}")
-
-
-@pytest.mark.roles("backup_db")
-@pytest.mark.requirement("BAK-DB-RECENT")
-def check_db_backup_is_recent(judge, backups):
-    """"0 */6 * * * /opt/pynomaly/scripts/backup_db.sh": a backup no older than 6 h (+ grace)."""
-    _recent(judge, backups.db, "database")
 
 
 @pytest.mark.roles("backup_db")
@@ -95,38 +100,6 @@ def check_db_backup_integrity(judge, backups):
     judge.equal(seen, what="the newest pg_dump", expected={"header": True, "footer": True, "tables": []})
 
 
-# ---------------------------------------------------------------- application backups
-
-
-@pytest.mark.roles("backup_app")
-@pytest.mark.requirement("BAK-APP-SCRIPT")
-def check_app_backup_script(judge, backups):
-    """"/opt/pynomaly/scripts/backup_app.sh"."""
-    _executable(judge, backups.app.script)
-
-
-@pytest.mark.roles("backup_app")
-@pytest.mark.requirement("BAK-APP-SCRIPT-ARCHIVE")
-def check_app_backup_script_archives(judge, backups):
-    """"tar -czf $BACKUP_DIR/pynomaly_app_$TIMESTAMP.tar.gz $APP_DIR"."""
-    _as_the_guide_writes_it(judge, backups.app.script,
-                            parse.archive_script(backups.app.script.text, backups.app_dir_exists), judge.expected)
-
-
-@pytest.mark.roles("backup_app")
-@pytest.mark.requirement("BAK-APP-RETENTION")
-def check_app_backup_retention(judge, backups):
-    """"find $BACKUP_DIR -name "*.tar.gz" -mtime +7 -delete"."""
-    _retention(judge, backups.app, "*.tar.gz")
-
-
-@pytest.mark.roles("backup_app")
-@pytest.mark.requirement("BAK-APP-RECENT")
-def check_app_backup_is_recent(judge, backups):
-    """"0 2 * * * /opt/pynomaly/scripts/backup_app.sh": a backup no older than a day (+ grace)."""
-    _recent(judge, backups.app, "application")
-
-
 @pytest.mark.roles("backup_app")
 @pytest.mark.requirement("BAK-APP-INTEGRITY")
 def check_app_backup_integrity(judge, backups):
@@ -140,33 +113,16 @@ def check_app_backup_integrity(judge, backups):
 # ---------------------------------------------------------------- schedules
 
 
-def _cron(judge, backups) -> None:
+@per_requirement_on({"BAK-CRON-DB": "backup_db", "BAK-CRON-APP": "backup_app", "BAK-CRON-LOGROTATE": "app"})
+def check_backup_is_scheduled(judge, backups, req_id):
+    """"# Database backup every 6 hours: 0 */6 * * * /opt/pynomaly/scripts/backup_db.sh",
+    "# Application backup daily at 2 AM: 0 2 * * * /opt/pynomaly/scripts/backup_app.sh",
+    "# Log rotation: 0 3 * * * /usr/sbin/logrotate /etc/logrotate.d/pynomaly"."""
     want = judge.expected
     schedules = parse.cron_entry_for(backups.crontab, want["command"])
-    judge.that(any(parse.schedule_matches(s, want["schedule"]) for s in schedules),
+    judge.that(any(same_schedule(s, want["schedule"]) for s in schedules),
                what=f"schedule of {want['command']}", found=schedules or backups.crontab, expected=want["schedule"],
                where="crontab -l -u root")
-
-
-@pytest.mark.roles("backup_db")
-@pytest.mark.requirement("BAK-CRON-DB")
-def check_db_backup_is_scheduled(judge, backups):
-    """"# Database backup every 6 hours: 0 */6 * * * /opt/pynomaly/scripts/backup_db.sh"."""
-    _cron(judge, backups)
-
-
-@pytest.mark.roles("backup_app")
-@pytest.mark.requirement("BAK-CRON-APP")
-def check_app_backup_is_scheduled(judge, backups):
-    """"# Application backup daily at 2 AM: 0 2 * * * /opt/pynomaly/scripts/backup_app.sh"."""
-    _cron(judge, backups)
-
-
-@pytest.mark.roles("app")
-@pytest.mark.requirement("BAK-CRON-LOGROTATE")
-def check_logrotate_is_scheduled(judge, backups):
-    """"# Log rotation: 0 3 * * * /usr/sbin/logrotate /etc/logrotate.d/pynomaly"."""
-    _cron(judge, backups)
 
 
 @pytest.mark.roles("app")

@@ -9,16 +9,13 @@ backup_app, app); read-only. Schedules are compared as schedules (croniter), not
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import shlex
 from dataclasses import dataclass
 
-from croniter import croniter
-
 from audit import guide
 from audit.facts import probe
-from audit.probes.shell import crontab_entries, script_commands
+from audit.probes.shell import crontab_entries, same_schedule, script_commands  # noqa: F401
 
 # ---------------------------------------------------------------- parsing (unit-tested)
 
@@ -50,15 +47,6 @@ def dump_is_complete(head: str, tail: str, tables: str, want: dict) -> dict:
     names = {t.split()[-1].split(".")[-1].strip('"') for t in tables.splitlines() if t.strip()}
     return {"header": want["header"] in head, "footer": want["footer"] in tail,
             "tables": sorted(set(guide.APP_TABLES) - names)}
-
-
-def schedule_matches(schedule: str, wanted: str, start: dt.datetime | None = None, runs: int = 64) -> bool:
-    """Two cron schedules are the same when their next `runs` firing times are equal."""
-    if not (croniter.is_valid(schedule) and croniter.is_valid(wanted)):
-        return False
-    start = start or dt.datetime(2025, 1, 1)
-    a, b = croniter(schedule, start), croniter(wanted, start)
-    return all(a.get_next(dt.datetime) == b.get_next(dt.datetime) for _ in range(runs))
 
 
 def cron_entry_for(crontab: str, command: str) -> list[str]:

@@ -69,7 +69,7 @@ def cron_expression(schedule: str) -> str | None:
     return SPECIALS.get(schedule) if schedule.startswith("@") else schedule
 
 
-def same_schedule(actual: str, expected: str, start: dt.datetime | None = None, runs: int = 8) -> bool:
+def same_schedule(actual: str, expected: str, start: dt.datetime | None = None, runs: int = 64) -> bool:
     """Two cron schedules fire at the same times (the next `runs` runs), e.g. @daily == 0 0 * * *."""
     from croniter import croniter
 

@@ -14,9 +14,9 @@ from audit.probes.backups import (
     cron_entry_for,
     dump_is_complete,
     dump_script,
-    schedule_matches,
     shell_vars,
 )
+from audit.probes.shell import same_schedule
 
 NOW = dt.datetime(2026, 11, 26, 5, 30, tzinfo=dt.UTC).timestamp()
 DB_SCRIPT = """#!/bin/bash
@@ -65,12 +65,12 @@ GUIDE_ARCHIVE = {"source": "/opt/pynomaly", "backup_dir": "/opt/backups/applicat
                  "file_pattern": "pynomaly_app_%Y%m%d_%H%M%S.tar.gz"}
 
 
-def test_schedule_matches():
-    assert schedule_matches("0 */6 * * *", "0 */6 * * *")
-    assert schedule_matches("0 0,6,12,18 * * *", "0 */6 * * *")  # same schedule, other text
-    assert not schedule_matches("0 */12 * * *", "0 */6 * * *")
-    assert not schedule_matches("0 4 * * *", "0 2 * * *")
-    assert not schedule_matches("not a schedule", "0 2 * * *")
+def test_schedules_compare_by_their_runs():
+    assert same_schedule("0 */6 * * *", "0 */6 * * *")
+    assert same_schedule("0 0,6,12,18 * * *", "0 */6 * * *")  # same schedule, other text
+    assert not same_schedule("0 */12 * * *", "0 */6 * * *")
+    assert not same_schedule("0 4 * * *", "0 2 * * *")
+    assert not same_schedule("not a schedule", "0 2 * * *")
 
 
 def test_cron_entry_for():
