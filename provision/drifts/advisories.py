@@ -55,6 +55,12 @@ def _deploy_script_hardened(ctx) -> None:
     hardened.deploy_script(ctx, True)
 
 
+# Drifts that undo a hardening step: they apply only on a hardened deployment (on the guide's, their
+# advisory is red already and their edit finds nothing to change). The others work on either.
+NEEDS_HARDENED = ("adv-nginx-rlimit-low", "adv-deploy-health-check-guide", "adv-daily-health-check-guide",
+                  "adv-disk-alert-guide", "adv-slow-queries-mean-time", "adv-db-pools-unlimited", "adv-ssh-x11",
+                  "adv-pg-hba-plain-host", "adv-redis-flushall-allowed")
+
 DRIFTS: tuple[Drift, ...] = (
     # ---- gixy-ng
     Drift("adv-nginx-server-tokens-on", ("ADV-NGINX-SERVER-TOKENS",),

@@ -29,6 +29,7 @@ def test_drift_names_are_unique_and_new():
     assert len(names) == len(set(names))
     assert all(n.startswith("adv-") for n in names)
     assert not set(names) & {d.name for d in registry()}
+    assert set(advisories.NEEDS_HARDENED) <= set(names)
 
 
 def test_hardening_undoes_in_reverse_order():
