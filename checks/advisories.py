@@ -19,7 +19,7 @@ from audit.probes.advisories import (
     stale_columns,
     vulnerability_result,
 )
-from audit.probes.maintenance import script_commands
+from audit.probes.shell import script_commands
 
 WEB = pytest.mark.roles("web")
 APP = pytest.mark.roles("app")

@@ -40,7 +40,7 @@ from audit.access import RedisAnswer
 from audit.facts import probe
 from audit.judge import ON_DISK, RUNNING, Reading
 from audit.outcomes import CouldNotAudit
-from audit.probes.maintenance import script_commands, words
+from audit.probes.shell import script_commands, words
 
 # ---------------------------------------------------------------- gixy-ng
 

@@ -31,7 +31,7 @@ from audit.probes.advisories import (
     stale_columns,
     vulnerability_result,
 )
-from audit.probes.maintenance import script_commands
+from audit.probes.shell import script_commands
 
 GUIDE_NGINX = """user www-data;
 worker_processes auto;

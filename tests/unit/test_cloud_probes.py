@@ -19,7 +19,7 @@ from audit.probes.cloud import (
     read_target_group,
     s3_upload_line,
 )
-from audit.probes.maintenance import script_commands
+from audit.probes.shell import script_commands
 
 REGION = "us-east-1"
 
