@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import containers, docker_engine
+from .. import containers, docker_engine, flavour
 from ..state import ROOT, State
 from ..ui import ProvisionError, step
 
@@ -223,21 +223,32 @@ def print_list() -> None:
         print(f"{d.name:{width}}  {','.join(d.requirements)}  {d.description}")
 
 
+def _state() -> State:
+    """The state folder of the selected flavour (.state/, or .state-fleet/ for fleet)."""
+    if flavour.current() == "fleet":
+        from ..fleet.state import FleetState
+
+        return FleetState()
+    return State()
+
+
 def _ctx() -> tuple[Ctx, State, dict]:
-    st = State()
+    st = _state()
     record = st.load()
     if not record:
-        raise ProvisionError("no deployment: run `python -m provision up` first")
+        up = "python -m provision up" if flavour.current() == "reference" else \
+            f"python -m provision --flavour {flavour.current()} up"
+        raise ProvisionError(f"no deployment: run `{up}` first")
     client = docker_engine.client_or_none()
     if client is None:
         raise ProvisionError("no Docker engine answers")
-    return Ctx(client, st), st, record
+    return Ctx(client, st, flavour.current()), st, record
 
 
 @contextlib.contextmanager
 def lock():
     """Exclusive lock on the deployment for drift experiments (one drift at a time)."""
-    path = ROOT / ".state" / "drift.lock"
+    path = _state().root / "drift.lock"
     path.parent.mkdir(exist_ok=True)
     with open(path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
