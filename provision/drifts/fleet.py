@@ -136,7 +136,7 @@ DRIFTS: tuple[Drift, ...] = (
     _fleet("iptables-rules-file-missing", ("NET-IPTABLES-RULES-SAVED",),
            f"web1: {RULES_V4} moved away (netfilter-persistent would restore nothing at boot)",
            *_iptables(f"rm -f {RULES_V4}", "true")),
-    _fleet("iptables-prometheus-public", ("NET-NO-OTHER-PUBLIC-PORTS",),
+    _fleet("iptables-prometheus-public", ("NET-NO-OTHER-PUBLIC-PORTS", "CHK-FIREWALL-RULES-UP-TO-DATE"),
            "web1: -A INPUT -p tcp --dport 9090 -j ACCEPT before the final DROP (Prometheus open to the "
            f"world), saved to {RULES_V4}",
            *_iptables(f"iptables -I INPUT 6 -p tcp --dport 9090 -j ACCEPT && iptables-save > {RULES_V4}",
