@@ -277,7 +277,11 @@ def unknown_ids() -> dict[str, list[str]]:
 def print_list() -> None:
     width = max(len(d.name) for d in _registry())
     for d in _registry():
-        print(f"{d.name:{width}}  {','.join(d.requirements)}  {d.description}")
+        description = d.description
+        if flavour.current() == "fleet":  # say where it happens there
+            for ref_host, fleet_host in d.fleet_hosts:
+                description = description.replace(f"{ref_host}:", f"{fleet_host}:")
+        print(f"{d.name:{width}}  {','.join(d.requirements)}  {description}")
 
 
 def _state() -> State:

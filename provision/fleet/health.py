@@ -54,24 +54,26 @@ def probes(h: Host) -> dict[str, str]:
     return checks
 
 
-def problems(client: docker.DockerClient, st: FleetState) -> list[str]:
-    """Everything that is not up, as "host: what" strings (empty when healthy)."""
-    env = {"REDIS_PASSWORD": st.secret("redis_password")}
-    found: list[str] = []
-    for h in HOSTS:
-        c = containers.get(client, h.container)
-        if c is None:
-            found.append(f"{h.name}: container missing")
-            continue
-        c.reload()
-        if c.status != "running":
-            found.append(f"{h.name}: container {c.status}")
-            continue
-        found += [f"{h.name}: {u} is {s}" for u, s in unit_states(c, h.all_units).items() if s != "active"]
-        for what, cmd in probes(h).items():
-            if containers.run(c, cmd, env=env, check=False)[0]:
-                found.append(f"{h.name}: {what} failed")
+def host_problems(client: docker.DockerClient, h: Host, env: dict[str, str]) -> list[str]:
+    c = containers.get(client, h.container)
+    if c is None:
+        return [f"{h.name}: container missing"]
+    c.reload()
+    if c.status != "running":
+        return [f"{h.name}: container {c.status}"]
+    found = [f"{h.name}: {u} is {s}" for u, s in unit_states(c, h.all_units).items() if s != "active"]
+    for what, cmd in probes(h).items():
+        if containers.run(c, cmd, env=env, check=False)[0]:
+            found.append(f"{h.name}: {what} failed")
     return found
+
+
+def problems(client: docker.DockerClient, st: FleetState) -> list[str]:
+    """Everything that is not up, as "host: what" strings (empty when healthy); hosts in parallel."""
+    from ..setup import parallel
+
+    env = {"REDIS_PASSWORD": st.secret("redis_password")}
+    return [p for found in parallel(lambda h: host_problems(client, h, env), HOSTS) for p in found]
 
 
 def wait_healthy(client: docker.DockerClient, st: FleetState, timeout: float = 240) -> None:
