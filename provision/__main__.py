@@ -6,12 +6,16 @@ import argparse
 import os
 import sys
 
+from . import flavour
 from .ui import ProvisionError
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m provision",
                                 description="Pynomaly reference deployment (docs/contracts.md)")
+    p.add_argument("--flavour", choices=flavour.FLAVOURS, default=flavour.DEFAULT,
+                   help="which deployment: reference (default) or fleet (systemd hosts, sudo-only "
+                        "audit account, an iptables host, Compose-run app host)")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="build images, start and configure every host (idempotent)")
     down = sub.add_parser("down", help="remove containers, network and .state/")
@@ -28,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    flavour.select(args.flavour)
+    if args.flavour == "fleet":
+        return _fleet(args)
     from . import deploy, drifts
 
     try:
@@ -53,6 +60,40 @@ def main(argv: list[str] | None = None) -> int:
 
             with drifts.lock():
                 scale.scale(args.count)
+    except ProvisionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _fleet(args) -> int:
+    """The fleet flavour: provision/fleet/ (`scale` is the reference's only)."""
+    from . import drifts
+    from .fleet import deploy
+
+    try:
+        if args.command == "up":
+            if os.geteuid() != 0:
+                raise ProvisionError("`up` must run as root (it may install and start Docker)")
+            with drifts.lock():
+                deploy.up()
+        elif args.command == "down":
+            with drifts.lock():
+                deploy.down(purge=args.purge)
+        elif args.command == "status":
+            return deploy.status()
+        elif args.command == "drift":
+            if args.list or not args.name:
+                drifts.print_list()
+                return 0 if args.list else 2
+            drifts.apply(args.name)
+        elif args.command == "heal":
+            drifts.heal()
+        elif args.command == "scale":
+            raise ProvisionError("`scale` is not available on the fleet flavour (its replicas are "
+                                 "docker-compose's deploy.replicas on app1)")
     except ProvisionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -32,6 +32,11 @@ def _new_secret(name: str) -> str:
 class State:
     """Paths and contents of one state folder."""
 
+    hosts = HOSTS  # whose host keys, known_hosts lines and ssh_config blocks it holds
+    ssh_user = "root"
+    key_comment = "provision@pynomaly-ref"
+    control_path = "/tmp/pynomaly-ref-ssh-%C"
+
     def __init__(self, root: Path = STATE_DIR):
         self.root = root
         self.ssh = root / "ssh"
@@ -53,8 +58,8 @@ class State:
         if not self.key.exists():
             private, public = pki.ssh_keypair()
             pki.write_private(self.key, private)
-            self.key.with_suffix(".pub").write_bytes(public + b" provision@pynomaly-ref\n")
-        for h in HOSTS:
+            self.key.with_suffix(".pub").write_bytes(public + f" {self.key_comment}\n".encode())
+        for h in self.hosts:
             hk = self.host_key_path(h.name)
             if not hk.exists():
                 private, public = pki.ssh_keypair()
@@ -92,18 +97,18 @@ class State:
 
     def _write_ssh_config(self) -> None:
         blocks = []
-        for h in HOSTS:
+        for h in self.hosts:
             blocks.append(
                 f"Host {h.name} {h.public_ip}\n"
                 f"    HostName {h.public_ip}\n"
                 "    Port 22\n"
-                "    User root\n"
+                f"    User {self.ssh_user}\n"
                 f"    IdentityFile {self.key}\n"
                 "    IdentitiesOnly yes\n"
                 f"    UserKnownHostsFile {self.known_hosts}\n"
                 "    StrictHostKeyChecking yes\n"
                 "    ControlMaster auto\n"
-                "    ControlPath /tmp/pynomaly-ref-ssh-%C\n"
+                f"    ControlPath {self.control_path}\n"
                 "    ControlPersist 60s\n")
         self.ssh_config.write_text("\n".join(blocks))
 

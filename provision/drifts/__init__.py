@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import containers, docker_engine
+from .. import containers, docker_engine, flavour
 from ..state import ROOT, State
 from ..ui import ProvisionError, step
 
@@ -25,16 +25,58 @@ CATALOGUE = ROOT / "checks" / "requirements.yml"
 BACKUPS = "/var/lib/pynomaly-drift"  # inside the containers: originals of edited files
 
 
-class Ctx:
-    """What a drift needs: the Docker client and the state folder."""
+# On the fleet (systemd hosts), commands of the reference's init-script world that differ: Prometheus
+# writes no pid file under systemd, its unit reloads it. (`service X ...` needs no translation:
+# Debian's `service` hands it to systemctl when systemd runs.)
+FLEET_COMMANDS = {
+    "kill -HUP $(cat /run/prometheus/prometheus.pid)": "systemctl reload prometheus",
+}
 
-    def __init__(self, client, st: State):
-        self.client, self.st = client, st
+
+class Ctx:
+    """What a drift needs: the Docker client, the state folder and the flavour it runs on.
+
+    Drifts name hosts as the reference does ("web1", "db1", ...); `container()` finds a host's
+    container in the selected flavour, and a drift whose host is another one there says so
+    (`Drift.fleet_hosts`: on the fleet the app's files are on app1, not web1)."""
+
+    def __init__(self, client, st: State, flavour: str = "reference"):
+        self.client, self.st, self.flavour = client, st, flavour
         self.deferred: list[tuple[str, str]] | None = None  # reloads held back while several drifts change
+        self.hosts: dict[str, str] = {}  # the running drift's host names -> this flavour's
+
+    @property
+    def fleet(self) -> bool:
+        return self.flavour == "fleet"
+
+    def host(self, name: str) -> str:
+        return self.hosts.get(name, name)
+
+    def container(self, host: str):
+        """The container of deployment host ``host`` in this flavour."""
+        name = self.host(host)
+        if self.fleet:
+            from ..fleet.topology import host as fleet_host
+
+            name = fleet_host(name).container
+        return self.client.containers.get(name)
+
+    def service(self, host: str, name: str, action: str) -> str:
+        """start|stop|restart|reload a service the way the flavour runs it: its init script
+        (reference, `service NAME ACTION`), or its systemd unit (fleet: `systemctl ACTION UNIT`)."""
+        return self.sh(host, self.service_command(name, action))
+
+    def service_command(self, name: str, action: str) -> str:
+        if self.fleet:
+            from ..fleet.topology import SERVICE_UNITS
+
+            return f"systemctl {action} {SERVICE_UNITS.get(name, name)}"
+        return f"service {name} {action} >/dev/null"
 
     def reload(self, host: str, cmd: str) -> None:
         """Run a reload now, or once after the last of several drifts when they are applied or
         healed together (each Prometheus reload waits ~30 s for scrapes and rule evaluations)."""
+        host = self.host(host)
         if self.deferred is None:
             self.sh(host, cmd)
         elif (host, cmd) not in self.deferred:
@@ -48,6 +90,7 @@ class Ctx:
             yield
         finally:
             pending, self.deferred = self.deferred, None
+            self.hosts = {}  # the pending reloads name their hosts already mapped
             failed = []
             for host, cmd in pending:
                 try:
@@ -58,7 +101,10 @@ class Ctx:
                 raise ProvisionError("reload after the drifts failed:\n" + "\n".join(failed))
 
     def sh(self, host: str, cmd: str, env: dict | None = None) -> str:
-        return containers.run(self.client.containers.get(host), cmd, env=env)[1]
+        if self.fleet:
+            for old, new in FLEET_COMMANDS.items():
+                cmd = cmd.replace(old, new)
+        return containers.run(self.container(host), cmd, env=env)[1]
 
     def redis(self, host: str, port: int, args: str) -> str:
         return self.sh(host, f"redis-cli --no-auth-warning -p {port} {args}",
@@ -82,6 +128,10 @@ class Drift:
     touches: tuple[str, ...] = ()  # shared things it changes or restarts
     alone: bool = False  # it disturbs what others rely on: never applied together with another
     disturbs: tuple[str, ...] = ()  # requirements of other checks that read what it breaks
+    # The deployments it runs on (filled in from drifts/fleet.py; reference only by default), and
+    # on the fleet, its hosts that are other hosts there (("web1", "app1"): the app moved).
+    flavours: tuple[str, ...] = ("reference",)
+    fleet_hosts: tuple[tuple[str, str], ...] = ()
 
 
 # Drifts that change or restart the same thing cannot be applied together: one's heal would undo
@@ -179,9 +229,11 @@ def _registry() -> tuple[Drift, ...]:
     modules += (architecture, cicd, maintenance, performance, scaling)
     from . import checklist  # issue 4: Monitoring Checklist, host parts
     modules += (checklist,)
+    from . import fleet  # issue 18: which drifts run on the fleet flavour, and its own
+    modules += (fleet,)
     shared = {name: tuple(k for k, names in SHARED.items() if name in names) for v in SHARED.values() for name in v}
     drifts = tuple(dataclasses.replace(d, touches=shared.get(d.name, ()), alone=d.name in ALONE,
-                                       disturbs=DISTURBS.get(d.name, ()))
+                                       disturbs=DISTURBS.get(d.name, ()), **fleet.flavour_fields(d))
                    for m in modules for d in m.DRIFTS)
     unknown = set(ALONE).union(*SHARED.values(), DISTURBS) - {d.name for d in drifts}
     if unknown:
@@ -190,7 +242,10 @@ def _registry() -> tuple[Drift, ...]:
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise ProvisionError(f"duplicate drift names: {', '.join(sorted(dupes))}")
-    return drifts
+    unknown = fleet.named() - set(names)
+    if unknown:
+        raise ProvisionError(f"drifts/fleet.py names unknown drifts: {', '.join(sorted(unknown))}")
+    return tuple(d for d in drifts if flavour.current() in d.flavours)  # the selected flavour's
 
 
 def by_name(name: str) -> Drift:
@@ -198,6 +253,8 @@ def by_name(name: str) -> Drift:
         if drift.name == name:
             return drift
     known = ", ".join(d.name for d in _registry())
+    if flavour.current() != "reference":
+        raise ProvisionError(f"unknown drift {name!r} on the {flavour.current()} flavour; known: {known}")
     raise ProvisionError(f"unknown drift {name!r}; known: {known}")
 
 
@@ -220,24 +277,39 @@ def unknown_ids() -> dict[str, list[str]]:
 def print_list() -> None:
     width = max(len(d.name) for d in _registry())
     for d in _registry():
-        print(f"{d.name:{width}}  {','.join(d.requirements)}  {d.description}")
+        description = d.description
+        if flavour.current() == "fleet":  # say where it happens there
+            for ref_host, fleet_host in d.fleet_hosts:
+                description = description.replace(f"{ref_host}:", f"{fleet_host}:")
+        print(f"{d.name:{width}}  {','.join(d.requirements)}  {description}")
+
+
+def _state() -> State:
+    """The state folder of the selected flavour (.state/, or .state-fleet/ for fleet)."""
+    if flavour.current() == "fleet":
+        from ..fleet.state import FleetState
+
+        return FleetState()
+    return State()
 
 
 def _ctx() -> tuple[Ctx, State, dict]:
-    st = State()
+    st = _state()
     record = st.load()
     if not record:
-        raise ProvisionError("no deployment: run `python -m provision up` first")
+        up = "python -m provision up" if flavour.current() == "reference" else \
+            f"python -m provision --flavour {flavour.current()} up"
+        raise ProvisionError(f"no deployment: run `{up}` first")
     client = docker_engine.client_or_none()
     if client is None:
         raise ProvisionError("no Docker engine answers")
-    return Ctx(client, st), st, record
+    return Ctx(client, st, flavour.current()), st, record
 
 
 @contextlib.contextmanager
 def lock():
     """Exclusive lock on the deployment for drift experiments (one drift at a time)."""
-    path = ROOT / ".state" / "drift.lock"
+    path = _state().root / "drift.lock"
     path.parent.mkdir(exist_ok=True)
     with open(path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -277,15 +349,19 @@ def _apply(ctx: Ctx, st: State, record: dict, name: str) -> None:
         step(f"drift {name} is already applied")
         return
     step(f"applying drift {name}: {drift.description}")
+    ctx.hosts = dict(drift.fleet_hosts) if ctx.fleet else {}
     try:
         drift.apply(ctx)
     except Exception:  # half applied is still applied: undo what can be undone, then say so
         with contextlib.suppress(Exception):
             drift.heal(ctx)
         raise
+    finally:
+        ctx.hosts = {}
     applied.append(name)
     st.save(record)
-    step(f"breaks: {', '.join(drift.requirements)}  (undo: python -m provision heal)")
+    undo = "python -m provision heal" if not ctx.fleet else "python -m provision --flavour fleet heal"
+    step(f"breaks: {', '.join(drift.requirements)}  (undo: {undo})")
 
 
 def heal() -> None:
@@ -299,11 +375,15 @@ def heal() -> None:
         with ctx.together():
             for name in reversed(list(applied)):
                 step(f"healing {name}")
+                drift = by_name(name)
+                ctx.hosts = dict(drift.fleet_hosts) if ctx.fleet else {}
                 try:
-                    by_name(name).heal(ctx)
+                    drift.heal(ctx)
                 except ProvisionError as exc:  # heal the others anyway; the record keeps this one
                     failed.append(f"{name}: {exc}")
                     continue
+                finally:
+                    ctx.hosts = {}
                 applied.remove(name)
                 st.save(record)
     except ProvisionError as exc:  # a reload after the heals

@@ -145,6 +145,12 @@ SECOND = 1_000_000_000
 
 def _restart_policy(name: str, retries: int):
     def change(ctx: Ctx) -> None:
+        if ctx.fleet:  # replica 3 of docker-compose, on app1's engine
+            from ..fleet.drift_support import replica_name
+
+            ctx.sh("app1", f"docker update --restart {name}{f':{retries}' if retries else ''} {replica_name(3)}"
+                           " >/dev/null")
+            return
         ctx.client.containers.get(REPLICA_NAME).update(
             restart_policy={"Name": name, "MaximumRetryCount": retries})
     return change
@@ -163,11 +169,21 @@ def _stopped_until_prometheus_sees_it() -> tuple:
     from .monitoring import ALL_TARGETS_UP, TARGET_DOWN
 
     def apply(ctx: Ctx) -> None:
-        ctx.client.containers.get(app_container_name(3)).stop(timeout=20)
+        if ctx.fleet:
+            from ..fleet.drift_support import app_replica
+
+            app_replica(ctx, 3, "stop")
+        else:
+            ctx.client.containers.get(app_container_name(3)).stop(timeout=20)
         ctx.sh("web1", TARGET_DOWN)
 
     def heal(ctx: Ctx) -> None:
-        ctx.client.containers.get(app_container_name(3)).start()
+        if ctx.fleet:
+            from ..fleet.drift_support import app_replica
+
+            app_replica(ctx, 3, "start")
+        else:
+            ctx.client.containers.get(app_container_name(3)).start()
         ctx.sh("web1", ALL_TARGETS_UP)
 
     return apply, heal

@@ -38,6 +38,11 @@ def _replica(setting: str):
 
 def _app(action: str):
     def run(ctx: Ctx) -> None:
+        if ctx.fleet:
+            from ..fleet.drift_support import app_replica
+
+            app_replica(ctx, 3, action)
+            return
         container = ctx.client.containers.get(STOPPED_APP)
         if action == "stop":
             container.stop(timeout=20)
@@ -50,7 +55,9 @@ def _app(action: str):
 
 def _prometheus(action: str):
     def run(ctx: Ctx) -> None:
-        if action == "stop":  # the init script's stop does not end the daemon in this container
+        if ctx.fleet:  # its systemd unit
+            ctx.service("web1", "prometheus", action)
+        elif action == "stop":  # the init script's stop does not end the daemon in this container
             ctx.sh("web1", "kill $(cat /run/prometheus/prometheus.pid)")
         else:
             ctx.sh("web1", "service prometheus start >/dev/null")
@@ -83,7 +90,7 @@ def _cluster_off(ctx: Ctx) -> None:
     conf = f"/etc/redis/redis-{port}.conf"
     ctx.sh(CLUSTER_HOST, f"mkdir -p /var/lib/pynomaly-drift && echo {port} > {CLUSTER_MARK} && "
                          f"cp -p {conf} {conf}.arch-drift && sed -i 's/^cluster-enabled yes/cluster-enabled no/' {conf}"
-                         f" && service redis-cluster-{port} restart >/dev/null")
+                         f" && {ctx.service_command(f'redis-cluster-{port}', 'restart')}")
     deadline = time.monotonic() + 60
     while "cluster_enabled:0" not in _redis_try(ctx, port, "info cluster"):
         if time.monotonic() > deadline:
@@ -93,7 +100,7 @@ def _cluster_off(ctx: Ctx) -> None:
 
 def _redis_try(ctx: Ctx, port: int, args: str) -> str:
     """redis-cli on cache3 that returns '' instead of raising while the node restarts."""
-    return containers.run(ctx.client.containers.get(CLUSTER_HOST),
+    return containers.run(ctx.container(CLUSTER_HOST),
                           f"redis-cli --no-auth-warning -p {port} {args}", check=False,
                           env={"REDISCLI_AUTH": ctx.st.secret("redis_password")})[1]
 
@@ -102,7 +109,7 @@ def _cluster_on(ctx: Ctx) -> None:
     port = int(ctx.sh(CLUSTER_HOST, f"cat {CLUSTER_MARK}").strip())
     conf = f"/etc/redis/redis-{port}.conf"
     ctx.sh(CLUSTER_HOST, f"cp -p {conf}.arch-drift {conf} && rm -f {conf}.arch-drift {CLUSTER_MARK} && "
-                         f"service redis-cluster-{port} restart >/dev/null")
+                         f"{ctx.service_command(f'redis-cluster-{port}', 'restart')}")
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         info = _redis_try(ctx, port, "info replication")

@@ -61,12 +61,16 @@ def _service(service: str, ready: str, healthy: str) -> tuple:
     pidfile = f"/run/prometheus/{service}.pid"
 
     def apply(ctx) -> None:
+        if ctx.fleet:  # a systemd unit: systemctl stops it (and its Restart=on-failure stays out)
+            ctx.sh(HOST, f"systemctl stop {service} && {{ {ready} || {{ sleep 2; systemctl start {service};"
+                         " exit 1; }; }")
+            return
         # if what it waits for never comes, start the daemon again before failing
         ctx.sh(HOST, f"pid=$(cat {pidfile}) && kill $pid && {_wait('! kill -0 $pid 2>/dev/null', 30)}"
                      f" && {{ {ready} || {{ sleep 2; service {service} start >/dev/null; exit 1; }}; }}")
 
     def heal(ctx) -> None:
-        ctx.sh(HOST, f"service {service} start >/dev/null && {healthy}")
+        ctx.sh(HOST, f"{ctx.service_command(service, 'start')} && {healthy}")
 
     return apply, heal
 

@@ -5,10 +5,20 @@ from __future__ import annotations
 from . import Drift
 
 WIDE = "172.28.77.0/24"  # wider than the deployment's /25: still lets the runner (.254) in
+INTERNAL = "172.28.77.0/25"  # the deployment network
+# The same two networks of the fleet flavour (provision/fleet/topology.py)
+FLEET_NETS = {WIDE: "172.28.78.0/24", INTERNAL: "172.28.78.0/25"}
 
 
 def _ufw(host: str, apply: str, heal: str) -> tuple:
-    return (lambda c: c.sh(host, f"{apply} >/dev/null"), lambda c: c.sh(host, f"{heal} >/dev/null"))
+    """apply/heal pair of ufw commands; the reference's networks in them are the fleet's there."""
+    def run(c, cmd: str) -> None:
+        if c.fleet:
+            for ref, fleet in FLEET_NETS.items():
+                cmd = cmd.replace(ref, fleet)
+        c.sh(host, f"{cmd} >/dev/null")
+
+    return (lambda c: run(c, apply), lambda c: run(c, heal))
 
 
 def _narrowed(host: str, port: int) -> tuple:
@@ -33,8 +43,8 @@ DRIFTS: tuple[Drift, ...] = (
           *_ufw("web1", "ufw allow 9090/tcp", "ufw delete allow 9090/tcp")),
     Drift("ufw-extra-internal-rule", ("CHK-FIREWALL-RULES-UP-TO-DATE",),
           "db2: ufw allow 9999/tcp from the deployment network (a rule the guide does not have)",
-          *_ufw("db2", "ufw allow from 172.28.77.0/25 to any port 9999 proto tcp",
-                "ufw delete allow from 172.28.77.0/25 to any port 9999 proto tcp")),
+          *_ufw("db2", f"ufw allow from {INTERNAL} to any port 9999 proto tcp",
+                f"ufw delete allow from {INTERNAL} to any port 9999 proto tcp")),
     Drift("ufw-default-allow", ("NET-UFW-DEFAULT-DENY-INCOMING",),
           "web1: ufw default allow incoming",
           *_ufw("web1", "ufw default allow incoming", "ufw default deny incoming")),

@@ -122,6 +122,10 @@ def _moved_heal(c: Ctx) -> None:
 
 
 def _stopped_apply(c: Ctx) -> None:
+    if c.fleet:  # systemd would start a node that shut itself down again (Restart=always)
+        c.service("cache3", "redis-cluster-7001", "stop")
+        wait("cache3:7001 down", lambda: "Connection refused" in c.sh("cache3", "redis-cli -p 7001 ping 2>&1 || true"))
+        return
     # not `service redis-cluster-7001 stop`: start-stop-daemon does not match the running node
     # (Debian's redis-server is a link to redis-check-rdb) and only removes the pid file
     c.sh("cache3", "redis-cli --no-auth-warning -p 7001 shutdown nosave >/dev/null 2>&1; true",
@@ -130,7 +134,10 @@ def _stopped_apply(c: Ctx) -> None:
 
 
 def _stopped_heal(c: Ctx) -> None:
-    c.sh("cache3", "rm -f /run/redis/redis-7001.pid && service redis-cluster-7001 start >/dev/null")
+    if c.fleet:
+        c.service("cache3", "redis-cluster-7001", "start")
+    else:
+        c.sh("cache3", "rm -f /run/redis/redis-7001.pid && service redis-cluster-7001 start >/dev/null")
     wait("cache3:7001 rejoined", lambda: _settled(c), seconds=90)
 
 
