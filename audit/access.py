@@ -26,13 +26,14 @@ from urllib.parse import urlparse
 from audit import evidence, guide
 from audit.inventory import Host, Inventory, InventoryError, resolve_secret
 from audit.outcomes import CouldNotAudit, HostUnreachable
-from audit.transport import Transport, ssh_cause
+from audit.transport import EngineTunnel, Transport, ssh_cause
 
 CONNECT = 5      # seconds to open a connection to anything (SSH, PostgreSQL, Redis, HTTP, engine)
 ANSWER = 20      # seconds for one answer (a query, a Redis command, an HTTP response, an API call)
 COMMAND = 60     # seconds for one remote command group (one round trip of a probe)
 
 MARK = "### pynomaly-audit:"
+SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Access:
         self._docker: dict[str, Any] = {}
         self._public = None
         self._apis: dict[str, Any] = {}
+        self._tunnels: list[EngineTunnel] = []
 
     # ------------------------------------------------------------ secrets
 
@@ -121,7 +123,8 @@ class Access:
     def run(self, host: Host, command: str, timeout: int = COMMAND):
         """Run a shell command on the host, bounded by `timeout` seconds on the host's side; the
         testinfra CommandResult. Failures of the transport itself are HostUnreachable."""
-        wrapped = f"SUDO={shlex.quote(self.sudo_prefix(host))}; export SUDO; " \
+        # an account's PATH may lack the sbin directories (nginx -v, ufw, iptables-save live there)
+        wrapped = f"SUDO={shlex.quote(self.sudo_prefix(host))}; PATH=$PATH:{SBIN}; export SUDO PATH; " \
                   f"timeout {int(timeout)} sh -c {shlex.quote(command)}"
         if self.transport is not None:
             self.transport.count(host.name, "commands")
@@ -317,13 +320,25 @@ class Access:
             if url in self._docker:
                 return self._docker[url]
             try:
-                kwargs = {"use_ssh_client": True} if url.startswith("ssh://") else {}
-                client = docker.DockerClient(base_url=url, timeout=ANSWER, **kwargs)
+                base, kwargs = url, ({"use_ssh_client": True} if url.startswith("ssh://") else {})
+                host = self.engine_host(url)
+                if host is not None:  # an inventory host: its engine over the suite's own SSH, with sudo
+                    self._tunnels.append(EngineTunnel(self.transport, host))
+                    base, kwargs = self._tunnels[-1].url, {}
+                client = docker.DockerClient(base_url=base, timeout=ANSWER, **kwargs)
                 client.ping()
             except Exception as exc:  # noqa: BLE001 - any engine failure means: could not audit
                 raise CouldNotAudit(None, f"the Docker engine {url}", describe(exc)) from None
             self._docker[url] = client
             return client
+
+    def engine_host(self, url: str) -> Host | None:
+        """The inventory host an ssh:// engine URL names (by name or address), if any."""
+        if not url.startswith("ssh://") or self.transport is None:
+            return None
+        target = urlparse(url).hostname
+        return next((h for h in self.inventory.hosts.values()
+                     if target in (h.name, h.address) and h.connection == "ssh"), None)
 
     # ------------------------------------------------------------ HTTP
 
@@ -359,6 +374,8 @@ class Access:
             return self._apis[name]
 
     def close(self) -> None:
+        for tunnel in self._tunnels:
+            tunnel.close()
         for conn in list(self._pg.values()):
             with contextlib.suppress(Exception):
                 conn.close()

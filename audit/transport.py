@@ -127,3 +127,62 @@ def ssh_cause(text: str) -> str:
     """The last line ssh printed (its reason), or a generic one."""
     text = (text or "").strip().splitlines()
     return text[-1] if text else "ssh exited with status 255"
+
+
+class EngineTunnel:
+    """A local unix socket to a host's Docker engine over the suite's own SSH connection: every
+    connection to it runs `[sudo -n] docker system dial-stdio` on the host and relays the bytes.
+    Written here because the Docker SDK's own ssh:// transport uses neither a given ssh_config
+    (host keys, multiplexing) nor sudo, and an audit account is rightly not in the docker group."""
+
+    def __init__(self, transport: Transport, host: Host):
+        self.command = ["ssh", "-F", transport.ssh_config, host.name,
+                        *(["sudo", "-n"] if host.become else []), "docker", "system", "dial-stdio"]
+        self.path = str(control_dir() / f"docker-{host.name}-{os.getpid()}.sock")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        self._server = socket.socket(socket.AF_UNIX)
+        self._server.bind(self.path)
+        self._server.listen(16)
+        threading.Thread(target=self._accept, daemon=True, name=f"engine-{host.name}").start()
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.path}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
+
+    def _relay(self, conn: socket.socket) -> None:
+        proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+
+        def upstream() -> None:
+            with contextlib.suppress(OSError, ValueError):
+                while data := conn.recv(65536):
+                    proc.stdin.write(data)
+                    proc.stdin.flush()
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+
+        pump = threading.Thread(target=upstream, daemon=True)
+        pump.start()
+        with contextlib.suppress(OSError, ValueError):
+            while data := proc.stdout.read1(65536):
+                conn.sendall(data)
+        with contextlib.suppress(OSError):
+            conn.shutdown(socket.SHUT_WR)
+        pump.join(timeout=5)
+        conn.close()
+        proc.kill()
+        proc.wait(timeout=5)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._server.close()
+            os.unlink(self.path)

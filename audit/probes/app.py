@@ -441,6 +441,24 @@ class Container:
     networks: tuple[str, ...]
     network_mode: str
     processes: tuple[Process, ...]
+    published: dict[int, tuple[int, ...]] = field(default_factory=dict)  # container port -> host ports
+
+    def host_ports(self, port: int) -> tuple[int, ...]:
+        """Where a port the container listens on is reached on its host: the published ports, or
+        the port itself when the container shares the host's (or another's) network namespace."""
+        if self.network_mode == "host" or self.network_mode.startswith("container:"):
+            return (port,)
+        return self.published.get(port, ())
+
+
+def published_ports(ports: dict | None) -> dict[int, tuple[int, ...]]:
+    """`NetworkSettings.Ports` ({"8000/tcp": [{"HostIp": ..., "HostPort": "8001"}]}) -> {8000: (8001,)}."""
+    out: dict[int, tuple[int, ...]] = {}
+    for spec, bindings in (ports or {}).items():
+        number, _, proto = spec.partition("/")
+        if proto in ("tcp", "") and number.isdigit():
+            out[int(number)] = tuple(sorted({int(b["HostPort"]) for b in bindings or [] if b.get("HostPort")}))
+    return out
 
 
 def container_facts(attrs: dict, image: dict, top: dict | None) -> Container:
@@ -462,7 +480,8 @@ def container_facts(attrs: dict, image: dict, top: dict | None) -> Container:
         restart_policy=attrs["HostConfig"].get("RestartPolicy") or {},
         env={k: v for k, v in env.items() if k in PUBLIC_ENV},
         networks=tuple(sorted((attrs["NetworkSettings"].get("Networks") or {}).keys())),
-        network_mode=attrs["HostConfig"].get("NetworkMode", ""), processes=tuple(processes))
+        network_mode=attrs["HostConfig"].get("NetworkMode", ""), processes=tuple(processes),
+        published=published_ports(attrs["NetworkSettings"].get("Ports")))
 
 
 @dataclass(frozen=True)
@@ -550,6 +569,15 @@ class AppFacts:
         if self.engine_error:
             raise CouldNotAudit(*self.engine_error)
         return self.containers
+
+    def served_ports(self) -> dict[int, str]:
+        """Instance port on the app host -> the Gunicorn master serving it (its container, or the
+        host): a master's --bind ports, through its container's published ports."""
+        if self.runtime == "gunicorn":
+            return {p: m.where for m in self.masters() for _, p in m.command.bind_addresses if p}
+        by_name = {c.name: c for c in self.instances()}
+        return {hp: m.where for m in self.masters() for _, p in m.command.bind_addresses if p
+                for hp in by_name[m.where].host_ports(p)}
 
     def masters(self) -> list[Master]:
         """The Gunicorn masters of the app's instances: in the containers, or on a Gunicorn host."""

@@ -27,7 +27,7 @@ COMMANDS = {
     "redis": "command -v redis-server >/dev/null && redis-server --version",
     "nginx": "command -v nginx >/dev/null && nginx -v 2>&1",
     "certbot": "command -v certbot >/dev/null && certbot --version 2>&1",
-    "docker": "command -v docker >/dev/null && docker version --format '{{.Server.Version}}' 2>/dev/null",
+    "docker": "command -v docker >/dev/null && $SUDO docker version --format '{{.Server.Version}}' 2>/dev/null",
     "compose": "(docker compose version --short 2>/dev/null || docker-compose version --short 2>/dev/null)",
 }
 VERSION_AFTER = {"postgres": "(PostgreSQL)", "redis": "v=", "nginx": "nginx/"}  # where the version is

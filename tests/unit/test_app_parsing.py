@@ -454,3 +454,16 @@ def test_log_files():
     assert files == {"/var/log/pynomaly/access.log": (5088, 1699999990)}
     assert app.log_files("1700000000\n") == (1700000000, {})
     assert app.log_files("") == (0, {})
+
+
+def test_published_ports_map_a_container_bind_to_its_host_port():
+    ports = {"8000/tcp": [{"HostIp": "172.28.78.41", "HostPort": "8001"}], "9000/udp": [{"HostPort": "9000"}],
+             "8080/tcp": None}
+    assert app.published_ports(ports) == {8000: (8001,), 8080: ()}
+    assert app.published_ports(None) == {}
+    bridged = app.Container("a", 1, "running", "healthy", "", None, "", None, (), {}, {}, (), "pynomaly-network",
+                            (), app.published_ports(ports))
+    shared = app.Container("b", 2, "running", "healthy", "", None, "", None, (), {}, {}, (), "container:web1", ())
+    assert bridged.host_ports(8000) == (8001,)
+    assert bridged.host_ports(7000) == ()  # not published: not reached on the host
+    assert shared.host_ports(8000) == (8000,)
