@@ -21,6 +21,7 @@ from audit.inventory import (
     resolve_inventory_arg,
 )
 from audit.session import OPT_IN, requirement_ids
+from audit.transport import new_run
 from audit.waivers import WaiverError, load_waivers
 
 MARKERS = [
@@ -76,6 +77,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except (InventoryError, WaiverError) as exc:
         raise pytest.UsageError(str(exc)) from None
     _default_report_paths(config)
+    if not is_worker(config):
+        new_run()
     from audit.session import AuditSession
 
     session = AuditSession(config, catalogue, inventory, waivers)

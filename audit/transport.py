@@ -26,10 +26,16 @@ CONNECT_TIMEOUT = 5
 COMMAND_TIMEOUT = 60
 
 
+def new_run() -> None:
+    """A fresh run id for an audit (its process, or its xdist controller before the workers start,
+    who inherit it): an audit started from within another (a test of the suite) never shares the
+    other's SSH masters or facts."""
+    os.environ["PYNOMALY_AUDIT_RUN"] = uuid.uuid4().hex[:10]
+
+
 def run_id() -> str:
-    """Shared by the xdist controller and its workers, so they share SSH masters."""
-    return os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:10] or os.environ.setdefault(
-        "PYNOMALY_AUDIT_RUN", uuid.uuid4().hex[:10])
+    """Shared by the xdist controller and its workers, so they share SSH masters and facts."""
+    return os.environ.get("PYNOMALY_AUDIT_RUN") or os.environ.setdefault("PYNOMALY_AUDIT_RUN", uuid.uuid4().hex[:10])
 
 
 def control_dir() -> Path:
