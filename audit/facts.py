@@ -79,6 +79,7 @@ class FactStore:
         self._memo_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self.gathered: dict[tuple[str, str], float] = {}  # what this process gathered, seconds each
+        self.started = time.monotonic()
 
     def _path(self, probe_name: str, host: str) -> Path:
         return self.folder / f"{probe_name}@{host}"

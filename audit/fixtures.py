@@ -36,7 +36,7 @@ def inventory(audit_session) -> Inventory:
     return audit_session.inventory
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # a host's facts are set up once per check module, not once per check
 def server(request: pytest.FixtureRequest, audit_session) -> Host:
     """The host under audit (an inventory Host); could-not-audit when it cannot be reached."""
     name = request.param
@@ -82,6 +82,6 @@ def probe_fixtures() -> types.ModuleType:
             func = deployment
         func.__name__ = name
         func.__doc__ = (p.gather.__doc__ or "").strip().split("\n")[0]
-        setattr(module, name, pytest.fixture(name=name)(func))
+        setattr(module, name, pytest.fixture(name=name, scope="module")(func))
     module.__file__ = __file__
     return module

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import html
 from collections import defaultdict
+from functools import cache
 from pathlib import Path
 
 from audit.catalogue import Catalogue
@@ -26,8 +27,16 @@ def declared_requirements(checks_dir: Path = CHECKS_DIR) -> dict[str, set[str]]:
     """requirement id -> names of the check functions (module::function) that declare it, including
     the catalogue's value rows (`fact:`), judged by the one generic check of checks/values.py."""
     found: dict[str, set[str]] = defaultdict(set)
+    for req_id, owners in _declared(Path(checks_dir).resolve()).items():
+        found[req_id] |= owners
+    return found
+
+
+@cache
+def _declared(checks_dir: Path) -> dict[str, frozenset[str]]:
     from audit.catalogue import load_catalogue
 
+    found: dict[str, set[str]] = defaultdict(set)
     if (checks_dir / "values.py").exists():
         catalogue = load_catalogue()
         for req in catalogue.requirements + catalogue.advisories:
@@ -36,20 +45,19 @@ def declared_requirements(checks_dir: Path = CHECKS_DIR) -> dict[str, set[str]]:
     for path in check_modules(checks_dir):
         tree = ast.parse(path.read_text(), filename=str(path))
         constants = _string_constants(tree)
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Module):
-                continue
-            owner = f"{path.stem}::{node.name}" if not isinstance(node, ast.Module) else path.stem
-            targets = node.decorator_list if not isinstance(node, ast.Module) else [
-                n.value for n in node.body if isinstance(n, ast.Assign)
-                and any(getattr(t, "id", "") == "pytestmark" for t in n.targets)]
-            for deco in targets:
+        # checks are module-level functions; `pytestmark` marks a whole module
+        owners = [(f"{path.stem}::{n.name}", n.decorator_list) for n in tree.body
+                  if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+        owners.append((path.stem, [n.value for n in tree.body if isinstance(n, ast.Assign)
+                                   and any(getattr(t, "id", "") == "pytestmark" for t in n.targets)]))
+        for owner, decorators in owners:
+            for deco in decorators:
                 for call in ast.walk(deco):
                     if isinstance(call, ast.Call) and _is_requirement_call(call.func):
                         for arg in call.args:
                             for req_id in _ids_of(arg, constants):
                                 found[req_id].add(owner)
-    return found
+    return {k: frozenset(v) for k, v in found.items()}
 
 
 def _string_constants(tree: ast.Module) -> dict[str, list[str]]:

@@ -92,6 +92,15 @@ def pytest_configure(config: pytest.Config) -> None:
                                       "audit-reporter")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto` for an audit: one process. Its checks only judge facts that every host gathers
+    at once in threads (audit/facts.py), so more processes only add their start-up and the
+    collection of every check again (benchmarks/audit_speed.py: -n auto against -n 2);
+    `-n N` still spreads the checks over N workers, which share the facts."""
+    return 0 if config.getoption("hosts", default=None) else None
+
+
 def _default_report_paths(config: pytest.Config) -> None:
     """reports/allure-results and reports/junit.xml unless the command line says otherwise. xdist
     workers write the Allure results of their checks too: only the controller empties the folder."""
@@ -126,7 +135,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if session is not None and session.access.transport is not None:
         from audit.reporting import write_transport_stats
 
-        write_transport_stats(getattr(config.option, "allure_report_dir", None), session.access.transport.stats)
+        write_transport_stats(getattr(config.option, "allure_report_dir", None), session.access.transport.stats,
+                              session.facts.gathered)
 
 
 os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")

@@ -141,12 +141,16 @@ class AuditReporter:
         (alluredir / "categories.json").write_text(outcomes.ALLURE_CATEGORIES)
 
 
-def write_transport_stats(alluredir: str | None, stats: dict) -> None:
-    """Every process: what it asked of each host (benchmarks read it)."""
-    if alluredir and stats:
+def write_transport_stats(alluredir: str | None, stats: dict, gathered: dict | None = None) -> None:
+    """Every process: what it asked of each host, and the facts it gathered with the seconds each
+    took (benchmarks read them)."""
+    if alluredir and (stats or gathered):
         stats_dir = Path(alluredir).parent / "transport-stats"
         stats_dir.mkdir(parents=True, exist_ok=True)
         (stats_dir / f"{os.getpid()}.json").write_text(json.dumps(stats))
+        if gathered:
+            (stats_dir / f"facts-{os.getpid()}.json").write_text(json.dumps(
+                {f"{probe}@{host}": round(seconds, 3) for (probe, host), seconds in gathered.items()}))
 
 
 def _git_sha() -> str:

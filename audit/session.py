@@ -127,17 +127,20 @@ class AuditSession:
         if not hosts:
             groups = " or ".join(roles) or "any"
             metafunc.parametrize("server", [pytest.param(f"no host in group {groups}", id="no-host")],
-                                 indirect=True)
+                                 indirect=True, scope="module")
             return
-        metafunc.parametrize("server", [h.name for h in hosts], ids=[h.name for h in hosts], indirect=True)
+        # module scope: a host's facts are set up once per check module, not once per check
+        metafunc.parametrize("server", [h.name for h in hosts], ids=[h.name for h in hosts], indirect=True,
+                             scope="module")
 
     def _value_rows(self, metafunc: pytest.Metafunc) -> None:
         rows = [r for r in self.catalogue.requirements + self.catalogue.advisories if r.fact is not None]
-        metafunc.parametrize(("row", "server"), self._pairs({r.id: (r, r.roles) for r in rows}), indirect=["server"])
+        metafunc.parametrize(("row", "server"), self._pairs({r.id: (r, r.roles) for r in rows}), indirect=["server"],
+                             scope="module")
 
     def _per_requirement_roles(self, metafunc: pytest.Metafunc, roles: dict[str, tuple[str, ...]]) -> None:
         metafunc.parametrize(("req_id", "server"), self._pairs({r: (r, rs) for r, rs in roles.items()}),
-                             indirect=["server"])
+                             indirect=["server"], scope="module")
 
     def _pairs(self, table: dict[str, tuple]) -> list:
         """(value, host) params for requirement -> (value, roles): each on the hosts of its roles."""

@@ -81,7 +81,7 @@ def timed_audit(*args: str, hosts: str = "local", cwd: Path = ROOT) -> tuple[flo
     hosts_cpu = None if hosts_before is None else hosts_after - hosts_before
     _last_end[0] = time.monotonic()
     stats: dict[str, dict[str, int]] = {}
-    for path in (out / "transport-stats").glob("*.json"):
+    for path in (out / "transport-stats").glob("[0-9]*.json"):
         for host, entry in json.loads(path.read_text()).items():
             agg = stats.setdefault(host, {"commands": 0, "forwards": 0})
             for key, value in entry.items():
