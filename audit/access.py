@@ -104,10 +104,7 @@ class Access:
 
         with self._lock:
             if host.name not in self._backends:
-                spec = host.vars.get("testinfra_spec")
-                if spec:
-                    backend = testinfra.get_host(spec)
-                elif host.connection == "local":
+                if host.connection == "local":
                     backend = testinfra.get_host("local://")
                 elif host.connection == "docker":
                     backend = testinfra.get_host(f"docker://{host.address}")
@@ -176,16 +173,11 @@ class Access:
         """A local (address, port) that reaches `remote_host:port` as seen from `host`: an SSH
         forward over the host's shared connection, loopback for `local://`, the container's own
         address for `docker://`."""
-        if host.connection == "local" or host.vars.get("testinfra_spec", "").startswith("local://"):
+        if host.connection == "local":
             return remote_host, port
-        spec = host.vars.get("testinfra_spec", "")
-        if host.connection == "docker" or spec.startswith("docker://"):
-            name = spec[len("docker://"):] if spec else host.address
-            return (self._container_address(host, name) if remote_host in ("127.0.0.1", "localhost")
+        if host.connection == "docker":
+            return (self._container_address(host, host.address) if remote_host in ("127.0.0.1", "localhost")
                     else remote_host), port
-        if spec and not spec.startswith("ssh://"):
-            raise CouldNotAudit(host.name, f"port {port}",
-                                f"no way to reach a port through a {spec.split(':')[0]} host")
         if self.transport is None:
             raise CouldNotAudit(host.name, f"port {port}", "no SSH transport")
         return self.transport.forward(host, port, remote_host)

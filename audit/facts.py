@@ -38,19 +38,21 @@ class Probe:
     per_host: bool = True
     slow: bool = False  # started first by the prefetcher (scans, probes from several vantage points)
     needs: tuple[str, ...] = ()  # other probes it reads (gathered first)
+    quiet: bool = False  # latency-sensitive (a login): gathered before the others start
 
 
 REGISTRY: dict[str, Probe] = {}
 
 
-def probe(name: str | None = None, *, per_host: bool = True, slow: bool = False, needs: tuple[str, ...] = ()):
+def probe(name: str | None = None, *, per_host: bool = True, slow: bool = False, needs: tuple[str, ...] = (),
+          quiet: bool = False):
     """Register a probe function; the checks get its facts as the fixture `name`."""
 
     def register(func: Callable) -> Callable:
         key = name or func.__name__
         if key in REGISTRY and REGISTRY[key].gather is not func:
             raise ValueError(f"two probes are called {key!r}")
-        REGISTRY[key] = Probe(key, func, per_host, slow, needs)
+        REGISTRY[key] = Probe(key, func, per_host, slow, needs, quiet)
         return func
 
     return register
@@ -154,10 +156,14 @@ class FactStore:
         if not wanted:
             return
         hosts = sorted({h for _, h in wanted if h != DEPLOYMENT})
+        quiet = sorted(k for k in wanted if REGISTRY[k[0]].quiet)
         order = [("reach", h) for h in hosts]
-        rest = sorted(wanted - set(order), key=lambda k: (not REGISTRY[k[0]].slow, k[0] == "reach",
-                                                         hosts.index(k[1]) if k[1] in hosts else -1, k[0]))
+        rest = sorted(wanted - set(order) - set(quiet), key=lambda k: (
+            not REGISTRY[k[0]].slow, k[0] == "reach", hosts.index(k[1]) if k[1] in hosts else -1, k[0]))
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="facts")
+        # the latency-sensitive reads first, alone, before the audit loads the deployment itself
+        for name, host in quiet:
+            self._pool.submit(self._quietly, REGISTRY[name], host).result()
         for name, host in order + rest:
             self._pool.submit(self._quietly, REGISTRY[name], host)
 

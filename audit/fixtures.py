@@ -48,12 +48,17 @@ def server(request: pytest.FixtureRequest, audit_session) -> Host:
     return audit_session.inventory.hosts[name]
 
 
-@pytest.fixture
-def judge(request: pytest.FixtureRequest, audit_session) -> Judge:
-    """The comparison helper bound to this check: its host, requirements and expected values."""
-    from audit.session import item_host, requirement_ids
+@pytest.fixture(scope="session")
+def judge() -> Judge | None:
+    """The comparison helper bound to the check (audit/judge.py): its host, requirements and
+    expected values. The plugin binds it to each check as the check is called (see
+    AuditSession.pytest_pyfunc_call): a fixture per check would cost every check a fixture set-up
+    and an Allure container of its own, the largest share of the audit's per-check cost."""
+    return None
 
-    item = request.node
+
+def judge_for(item: pytest.Item, audit_session) -> Judge:
+    from audit.session import item_host, requirement_ids
 
     def expected_of(req_id: str) -> Any:
         value = audit_session.expected(req_id)

@@ -340,7 +340,10 @@ def resolve_inventory_arg(value: str) -> Path | None:
 
 
 def inventory_from_specs(specs: str) -> Inventory:
-    """An ad-hoc inventory from raw testinfra specs: every host plays every role."""
+    """An ad-hoc inventory from raw testinfra specs (`ssh://user@host:port`, `docker://NAME`,
+    `local://`): every host plays every role. An ssh:// host is reached like an inventory host
+    (the suite's shared SSH connection, the account's own keys and known_hosts), a docker:// one
+    through the engine (`docker exec`), local:// on this machine."""
     from urllib.parse import urlparse
 
     all_roles = frozenset({"web", "app", "monitoring", "db_primary", "redis", "docker",
@@ -349,7 +352,15 @@ def inventory_from_specs(specs: str) -> Inventory:
     for spec in [s.strip() for s in specs.split(",") if s.strip()]:
         parsed = urlparse(spec)
         name = parsed.hostname or parsed.scheme
-        hosts[name] = Host(name, all_roles, {"testinfra_spec": spec})
+        if parsed.scheme == "ssh":
+            host_vars = {"ansible_host": parsed.hostname, "ansible_port": parsed.port, "ansible_user": parsed.username}
+            host_vars = {k: v for k, v in host_vars.items() if v}
+        elif parsed.scheme in ("docker", "local"):
+            host_vars = {"ansible_connection": parsed.scheme, **({"ansible_host": parsed.hostname}
+                                                                 if parsed.hostname else {})}
+        else:
+            raise InventoryError(f"--hosts {spec}: only ssh://, docker:// and local:// specs are supported")
+        hosts[name] = Host(name, all_roles, host_vars)
     return Inventory(path=Path("<--hosts>"), name="adhoc", hosts=hosts, globals={})
 
 

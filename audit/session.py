@@ -69,7 +69,7 @@ class AuditSession:
         self.inventory = inventory
         self.waivers = waivers
         self.overrides_used: dict[str, Any] = {}
-        transport = Transport(inventory) if any(h.connection in ("ssh", "paramiko") and "testinfra_spec" not in h.vars
+        transport = Transport(inventory) if any(h.connection in ("ssh", "paramiko")
                                                  for h in inventory.hosts.values()) else None
         self.access = Access(inventory, transport)
         for name in inventory.setting("audit_secrets") or {}:  # masked everywhere, in every process
@@ -240,6 +240,10 @@ class AuditSession:
         finding = pyfuncitem.stash.get(FINDING, None)
         if finding is not None:
             raise finding
+        if "judge" in pyfuncitem.funcargs:  # bound here: see audit.fixtures.judge
+            from audit.fixtures import judge_for
+
+            pyfuncitem.funcargs["judge"] = judge_for(pyfuncitem, self)
         return None
 
     @pytest.hookimpl(wrapper=True)
@@ -255,8 +259,22 @@ class AuditSession:
             pytest.fail(f"{expired}: renew the waiver or fix the deployment (the check itself passed)")
         return result
 
-    @pytest.hookimpl(wrapper=True, trylast=True)
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        """A finding or a could-not-audit is reported by its own words: no traceback (pytest would
+        read the source of every frame to show one: ~0.2 s per failure). A defect of the suite
+        keeps pytest's full report."""
+        exc = call.excinfo.value if call.excinfo else None
+        if call.when == "collect" or not isinstance(exc, AssertionError | CouldNotAudit):
+            return None
+        sections = [(f"Captured {key} {when}", content) for when, key, content in item._report_sections]
+        return pytest.TestReport(item.nodeid, item.location, dict.fromkeys(item.keywords, 1), "failed",
+                                 evidence.mask(str(exc) or type(exc).__name__), call.when, sections,
+                                 call.duration, call.start, call.stop, user_properties=item.user_properties)
+
+    @pytest.hookimpl(wrapper=True, trylast=True, specname="pytest_runtest_makereport")
+    def pytest_label_report(self, item: pytest.Item, call: pytest.CallInfo):  # (a second makereport)
+        """Every report: requirements, host, category by the outcome's type, the message masked."""
         report = yield
         ids = requirement_ids(item)
         if ids:

@@ -8,6 +8,8 @@ anything reads it; the reference code paths never look at it.
 
 from __future__ import annotations
 
+import contextlib
+
 FLAVOURS = ("reference", "fleet")
 DEFAULT = "reference"
 
@@ -23,3 +25,24 @@ def select(name: str) -> None:
     if name not in FLAVOURS:
         raise ValueError(f"unknown flavour {name!r} (known: {', '.join(FLAVOURS)})")
     _current = name
+
+
+@contextlib.contextmanager
+def using(name: str):
+    """The flavour `name` for the block (the suite's tests drive both flavours in one process)."""
+    global _current
+    before = _current
+    select(name)
+    try:
+        yield
+    finally:
+        _current = before
+
+
+def deploy_module(name: str | None = None):
+    """provision.deploy or provision.fleet.deploy: up/down/status of the flavour."""
+    if (name or _current) == "fleet":
+        from .fleet import deploy
+    else:
+        from . import deploy
+    return deploy

@@ -79,7 +79,8 @@ def service_states_script(services: list[str], app_ports: list[int], systemd: st
     it); `pynomaly-app:PORT active|inactive` for the app instances (their /health on the host)."""
     lines = [
         f"state() {{ if [ -d {systemd} ]; then",
-        "  [ \"$(systemctl show -p LoadState \"$1.service\" 2>/dev/null)\" = LoadState=loaded ] || return 1;",
+        "  case \"$(systemctl show -p LoadState \"$1.service\" 2>/dev/null)\" in",
+        "    LoadState=loaded|LoadState=masked) ;; *) return 1;; esac;",  # masked: a state to show
         "  echo \"$(systemctl is-active \"$1.service\") $(systemctl is-enabled \"$1.service\" 2>/dev/null)\";",
         f"elif [ -x \"{init_d}/$1\" ]; then",
         "  if command -v service >/dev/null; then $SUDO service \"$1\" status >/dev/null 2>&1;",

@@ -30,6 +30,9 @@ COMMANDS = {
     "docker": "command -v docker >/dev/null && $SUDO docker version --format '{{.Server.Version}}' 2>/dev/null",
     "compose": "(docker compose version --short 2>/dev/null || docker-compose version --short 2>/dev/null)",
 }
+TOOL_REQUIREMENT = {"python": "PRE-PYTHON-VERSION", "postgres": "PRE-POSTGRES-VERSION", "redis": "PRE-REDIS-VERSION",
+                    "nginx": "PRE-NGINX-VERSION", "certbot": "PRE-CERTBOT", "docker": "PRE-DOCKER-VERSION",
+                    "compose": "PRE-COMPOSE-VERSION"}
 VERSION_AFTER = {"postgres": "(PostgreSQL)", "redis": "v=", "nginx": "nginx/"}  # where the version is
 SHOWN = {"docker": "docker version", "compose": "docker compose version", "python": "python3 --version",
          "postgres": "postgres -V", "redis": "redis-server --version", "nginx": "nginx -v"}
@@ -124,7 +127,11 @@ class PrerequisiteFacts:
 @probe()
 def prerequisites(session, host) -> PrerequisiteFacts:
     """The host's OS, cores, memory, root storage, links and software versions (one round trip)."""
-    out = session.access.collect(host, COMMANDS)
+    # a tool is asked only where a requirement judges it (certbot and docker-compose are slow
+    # Python programs to start: asked everywhere they cost each host a second of CPU)
+    tools = {k: c for k, c in COMMANDS.items() if k not in TOOL_REQUIREMENT
+             or host.roles & set(session.catalogue[TOOL_REQUIREMENT[k]].roles or ()) or not host.roles}
+    out = dict.fromkeys(COMMANDS, "") | session.access.collect(host, tools)
     device, size = root_disk(out["root_disk"])
     ssd, how = root_is_ssd(device, out["rotational"])
     return PrerequisiteFacts(

@@ -7,6 +7,7 @@ integration tests can assert which requirements turned red, on which hosts.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -90,12 +91,15 @@ def _absolutise(node: Any, base: Path) -> None:
             _absolutise(item, base)
 
 
-def run_audit(inventory: Path | str, out_dir: Path, *args: str, timeout: int = 900) -> AuditRun:
-    """`pytest --hosts=INVENTORY ARGS` in a subprocess; reports go to `out_dir`."""
+def run_audit(inventory: Path | str, out_dir: Path, *args: str, timeout: int = 900,
+              env: dict[str, str] | None = None) -> AuditRun:
+    """`pytest --hosts=INVENTORY ARGS` in a subprocess; reports go to `out_dir`; `env` adds to
+    the environment."""
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pytest", f"--hosts={inventory}", f"--alluredir={out_dir / 'allure-results'}",
            f"--junitxml={out_dir / 'junit.xml'}", "-p", "no:cacheprovider", "-q", "-rfEs", *args]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, **(env or {})})
     assert_no_secret_leaked(out_dir, proc.stdout + proc.stderr)
     outcomes = out_dir / "outcomes.json"
     tests = json.loads(outcomes.read_text())["tests"] if outcomes.exists() else {}
@@ -103,9 +107,13 @@ def run_audit(inventory: Path | str, out_dir: Path, *args: str, timeout: int = 9
 
 
 def state_secrets() -> dict[str, str]:
-    """The reference deployment's secret values (name -> value), from the state folder."""
-    folder = ROOT / ".state" / "secrets"
-    return {p.name: p.read_text().strip() for p in folder.glob("*") if p.is_file() and len(p.read_text().strip()) >= 6}
+    """Both flavours' secret values (name -> value), from their state folders."""
+    found = {}
+    for state in (".state", ".state-fleet"):
+        for p in (ROOT / state / "secrets").glob("*"):
+            if p.is_file() and len(p.read_text().strip()) >= 6:
+                found[f"{state}/{p.name}"] = p.read_text().strip()
+    return found
 
 
 def assert_no_secret_leaked(out_dir: Path, output: str) -> None:

@@ -15,8 +15,18 @@ def pytest_collection_modifyitems(items):
 def deployment():
     """`python -m provision up` (idempotent: seconds when already up). Not torn down: a later
     session reuses it; `python -m provision down` removes it."""
-    from provision import deploy, drifts
+    from provision import deploy
+    from tests.integration.flavours import REFERENCE
 
-    with drifts.lock():  # not while another process runs a drift experiment
-        deploy.up()
+    REFERENCE.up()  # under the drift lock: not while another process runs a drift experiment
     return deploy
+
+
+@pytest.fixture(scope="session")
+def fleet_deployment():
+    """`python -m provision --flavour fleet up`: the second flavour (systemd hosts, a sudo-only
+    audit account, an iptables host, Compose on an app host of its own)."""
+    from tests.integration.flavours import FLEET
+
+    FLEET.up()
+    return FLEET

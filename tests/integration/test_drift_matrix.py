@@ -31,10 +31,10 @@ from audit.matrix import declared_requirements
 from provision import drifts
 from provision.ui import ProvisionError
 from tests.integration.audit_runner import run_audit
+from tests.integration.flavours import FLAVOURS, FLEET, REFERENCE
 
 CHECKS = declared_requirements()
 MAX_BATCH = 16
-PARALLEL_FROM = 4  # modules in one audit
 # PYNOMALY_DRIFTS=quick: one drift per check module, a few minutes (for a quick look while developing).
 QUICK_DRIFTS = (
     "pg-work-mem", "redis-eviction-policy", "hdr-no-nosniff", "tls-1.1", "env-debug-true",
@@ -70,15 +70,31 @@ def claims_of(drift) -> frozenset[tuple[str, str]]:
     return owners_of((*drift.requirements, *drift.disturbs))
 
 
+# On the fleet flavour the matrix runs every drift whose checks take a path of their own there
+# (service manager, firewall backend, sudo for what only root reads, syslog format, Compose and
+# the app on its own host, the Docker engine through sudo): all the fleet's drifts but these,
+# which the checks judge over the same protocol on both flavours (PostgreSQL's catalog, Redis'
+# runtime, the cluster's view, the runner's copy of the deploy repository, the served certificate,
+# TCP connect times), so the reference flavour's run proves them for both.
+SAME_PATH_ON_FLEET = (
+    "pg-drop-idx-", "pg-revoke-", "pg-index-invalid", "pg-stat-statements-dropped", "pg-connections-busy",
+    "pg-alembic-behind", "pg-password-md5", "redis-eviction-policy", "redis-bind-all", "redis-protected-mode-off",
+    "redis-maxmemory-2gb", "redis-save-hourly", "redis-cluster-failover", "redis-cluster-replica-moved",
+    "redis-cluster-node-forgotten", "redis-cluster-slot-unassigned", "cicd-", "tls-cert-short-lived",
+    "tls-cert-wrong-name", "tls-cert-self-signed", "tls-chain-incomplete", "tls-cert-ec-key", "network-latency-1s",
+)
+
+
 @dataclass
 class Batch:
+    flavour: str = "reference"
     drifts: list = field(default_factory=list)
     owners: set = field(default_factory=set)  # of the drifts' requirements: the modules to audit
     claims: set = field(default_factory=set)
 
     @property
     def id(self) -> str:
-        return "+".join(d.name for d in self.drifts)
+        return ("fleet:" if self.flavour == "fleet" else "") + "+".join(d.name for d in self.drifts)
 
     @property
     def modules(self) -> set[str]:
@@ -104,18 +120,28 @@ def fits(batch: Batch, drift) -> bool:
             and not set(drift.touches) & {t for d in batch.drifts for t in d.touches})
 
 
-def plan() -> tuple[list[Batch], dict[str, str]]:
+def on_fleet(drift) -> bool:
+    return not drift.name.startswith(SAME_PATH_ON_FLEET)
+
+
+def plan(flavour: str = "reference") -> tuple[list[Batch], dict[str, str]]:
+    """The batches of one flavour. PYNOMALY_DRIFTS: unset/all, quick, or names; PYNOMALY_FLAVOURS:
+    reference,fleet (the default: both) or one of them."""
+    if flavour not in (os.environ.get("PYNOMALY_FLAVOURS") or "reference,fleet").split(","):
+        return [], {}
     chosen = os.environ.get("PYNOMALY_DRIFTS", "") or "all"
     names = None if chosen == "all" else set(QUICK_DRIFTS if chosen == "quick" else chosen.split(","))
     one_by_one = chosen not in ("all", "quick")
-    registry = [d for d in drifts.REGISTRY if names is None or d.name in names]
+    with FLAVOURS[flavour].selected():
+        registry = [d for d in drifts.REGISTRY if (names is None or d.name in names)
+                    and (flavour == "reference" or on_fleet(d))]
     skipped = {d.name: why for d in registry if (why := provable(d))}
     batches: list[Batch] = []
     for drift in sorted((d for d in registry if d.name not in skipped),
                         key=lambda d: (-len(owners_of(d.requirements)), d.name)):
         home = None if one_by_one else next((b for b in batches if fits(b, drift)), None)
         if home is None:
-            home = Batch()
+            home = Batch(flavour)
             batches.append(home)
         home.drifts.append(drift)
         home.owners |= owners_of(drift.requirements)
@@ -123,11 +149,21 @@ def plan() -> tuple[list[Batch], dict[str, str]]:
     return batches, skipped
 
 
-BATCHES, UNPROVABLE = plan()
+BATCHES, UNPROVABLE = plan("reference")
+FLEET_BATCHES, _ = plan("fleet")
 
 
-def test_healthy_deployment_is_green(deployment, tmp_path):
-    run = run_audit("local", tmp_path, "-n", "2")
+@pytest.fixture
+def flavour_up(request):
+    """The flavour a test runs on (its `flavour` parameter), stood up."""
+    chosen = FLAVOURS[request.param]
+    request.getfixturevalue("fleet_deployment" if chosen is FLEET else "deployment")
+    return chosen
+
+
+@pytest.mark.parametrize("flavour_up", ["reference", "fleet"], indirect=True)
+def test_healthy_deployment_is_green(flavour_up, tmp_path):
+    run = run_audit(flavour_up.inventory, tmp_path)
     assert run.exit_code == 0, run.explain()
     skipped = run.by_outcome("skipped")  # only with a reason a reviewer can read: a waiver or a declaration
     assert all("waived:" in t.get("reason", "") or "not applicable (declared in the inventory)" in t.get("reason", "")
@@ -157,10 +193,10 @@ def verdict(run, drift, batch: Batch | None = None) -> list[str]:
     return problems
 
 
-def audit_with(drift_list, modules, out_dir, times: dict | None = None):
-    """Apply the drifts, audit the modules, heal. A heal that fails is a defect (raised), and the
-    deployment is stood up afresh first, so that the next batches start from a healthy one.
-    `times` gets the seconds of each step added ("apply", "audit", "heal")."""
+def audit_with(drift_list, modules, out_dir, times: dict | None = None, flavour=REFERENCE):
+    """Apply the drifts, audit the modules, heal (on `flavour`). A heal that fails is a defect
+    (raised), and the deployment is stood up afresh first, so that the next batches start from a
+    healthy one. `times` gets the seconds of each step added ("apply", "audit", "heal")."""
     times = {} if times is None else times
     mark = [time.monotonic()]
 
@@ -169,13 +205,11 @@ def audit_with(drift_list, modules, out_dir, times: dict | None = None):
         times[name] = times.get(name, 0.0) + now - mark[0]
         mark[0] = now
 
-    with drifts.lock():
+    with flavour.selected(), drifts.lock():
         try:
             drifts.apply_all([d.name for d in drift_list])
             step("apply")
-            # two workers pay off from a few modules on (xdist's start-up costs ~2 s)
-            workers = ("-n", "2") if len(modules) >= PARALLEL_FROM else ()
-            run = run_audit("local", out_dir, *workers, *sorted(modules))
+            run = run_audit(flavour.inventory, out_dir, *sorted(modules))
             step("audit")
             return run
         finally:
@@ -183,21 +217,20 @@ def audit_with(drift_list, modules, out_dir, times: dict | None = None):
             try:
                 drifts.heal()
             except ProvisionError:
-                from provision import deploy
-
-                deploy.down()
-                deploy.up()
+                flavour.recreate()
                 raise
             finally:
                 step("heal")
 
 
 @pytest.mark.timeout(1800)
-@pytest.mark.parametrize("batch", BATCHES, ids=[b.id for b in BATCHES])
-def test_drifts_turn_exactly_their_requirements_red(deployment, tmp_path, batch, capsys):
+@pytest.mark.parametrize("batch", BATCHES + FLEET_BATCHES, ids=[b.id for b in BATCHES + FLEET_BATCHES])
+def test_drifts_turn_exactly_their_requirements_red(request, tmp_path, batch, capsys):
+    flavour = FLAVOURS[batch.flavour]
+    request.getfixturevalue("fleet_deployment" if flavour is FLEET else "deployment")
     started, problems, times = time.monotonic(), [], {}
     try:
-        run = audit_with(batch.drifts, batch.modules, tmp_path / "batch", times)
+        run = audit_with(batch.drifts, batch.modules, tmp_path / "batch", times, flavour)
         in_batch = {d: verdict(run, d, batch) for d in batch.drifts} if len(batch.drifts) > 1 else {}
         suspects = [d for d, found in in_batch.items() if found]
         if len(batch.drifts) == 1:  # its own run already: that verdict is final
@@ -211,7 +244,7 @@ def test_drifts_turn_exactly_their_requirements_red(deployment, tmp_path, batch,
         suspects, run, in_batch = list(batch.drifts), None, {}
     batch_seconds = time.monotonic() - started
     for drift in suspects:  # the verdict that counts is the drift's own run
-        alone = audit_with([drift], modules_for(drift.requirements), tmp_path / drift.name)
+        alone = audit_with([drift], modules_for(drift.requirements), tmp_path / drift.name, flavour=flavour)
         mine = verdict(alone, drift)
         problems += [p + "\n" + alone.explain() for p in mine]
         if not mine and run is not None:
@@ -226,23 +259,27 @@ def test_drifts_turn_exactly_their_requirements_red(deployment, tmp_path, batch,
 
 
 def test_mutation_score(capsys):
-    """Requirements with a drift that the matrix can prove / all catalogued automatable ones."""
+    """Per flavour: requirements with a drift that the matrix can prove / automatable ones."""
     catalogue = load_catalogue()
     automatable = [r.id for r in catalogue.requirements if r.automatable]
-    covered = {r for d in drifts.REGISTRY if provable(d) is None for r in d.requirements}
-    missing = sorted(set(automatable) - covered)
-    in_run = sum(len(b.drifts) for b in BATCHES)
     with capsys.disabled():
-        print(f"\nmutation score: {len(covered)}/{len(automatable)} automatable requirements have a drift for "
-              f"the matrix; this run proves {in_run} drifts in {len(BATCHES)} audits "
-              f"(unset or PYNOMALY_DRIFTS=all for every drift); without a drift ({len(missing)}): {' '.join(missing)}")
-        for d in drifts.REGISTRY:
-            if (why := provable(d)) is not None:
-                print(f"  not in the matrix: {d.name}: {why}")
-    assert covered
+        for name, batches in (("reference", BATCHES), ("fleet", FLEET_BATCHES)):
+            with FLAVOURS[name].selected():
+                registry = [d for d in drifts.REGISTRY if name == "reference" or on_fleet(d)]
+            covered = {r for d in registry if provable(d) is None for r in d.requirements}
+            missing = sorted(set(automatable) - covered)
+            in_run = sum(len(b.drifts) for b in batches)
+            print(f"\nmutation score ({name}): {len(covered)}/{len(automatable)} automatable requirements have a "
+                  f"drift for the matrix; this run proves {in_run} drifts in {len(batches)} audits; without a drift "
+                  f"({len(missing)}): {' '.join(missing)}")
+            for d in registry:
+                if (why := provable(d)) is not None:
+                    print(f"  not in the matrix ({name}): {d.name}: {why}")
+        assert automatable
 
 
-def test_deployment_is_green_again_after_all_drifts(deployment, tmp_path):
+@pytest.mark.parametrize("flavour_up", ["reference", "fleet"], indirect=True)
+def test_deployment_is_green_again_after_all_drifts(flavour_up, tmp_path):
     """Every drift was healed: the full audit is as green as at the start."""
-    run = run_audit("local", tmp_path, "-n", "2")
+    run = run_audit(flavour_up.inventory, tmp_path)
     assert run.exit_code == 0, run.explain()

@@ -101,7 +101,8 @@ def test_unreadable_load_and_memory_cannot_be_audited():
 
 def fake_host(tmp_path, systemd: bool) -> dict:
     """A PATH with fake `systemctl` and `service`, and an init.d folder: ssh runs (as sshd under
-    systemd, RHEL's name), cron is stopped, fail2ban is not installed."""
+    systemd, RHEL's name), cron is stopped, fail2ban is not installed, under systemd rsyslog is
+    masked and nginx failed."""
     bin_dir, init_d = tmp_path / "bin", tmp_path / "init.d"
     bin_dir.mkdir()
     init_d.mkdir()
@@ -109,9 +110,13 @@ def fake_host(tmp_path, systemd: bool) -> dict:
         #!/bin/sh
         case "$1 $2 $3 $4" in
           "show -p LoadState sshd.service"|"show -p LoadState cron.service") echo LoadState=loaded ;;
+          "show -p LoadState nginx.service") echo LoadState=loaded ;;
+          "show -p LoadState rsyslog.service") echo LoadState=masked ;;
           "show -p LoadState "*) echo LoadState=not-found ;;
           "is-active sshd.service"*) echo active ;;
-          "is-active cron.service"*) echo inactive; exit 3 ;;
+          "is-active cron.service"*|"is-active rsyslog.service"*) echo inactive; exit 3 ;;
+          "is-active nginx.service"*) echo failed; exit 3 ;;
+          "is-enabled rsyslog.service"*) echo masked; exit 1 ;;
           "is-enabled "*) echo enabled ;;
         esac
         """))
@@ -129,13 +134,16 @@ def fake_host(tmp_path, systemd: bool) -> dict:
 @pytest.mark.parametrize("systemd", [True, False], ids=["systemd", "init-scripts"])
 def test_service_states_script(tmp_path, systemd):
     host = fake_host(tmp_path, systemd)
-    script = chk.service_states_script(["ssh", "cron", "fail2ban"], [], host["systemd"], host["init_d"])
+    script = chk.service_states_script(["ssh", "cron", "fail2ban", "rsyslog", "nginx"], [], host["systemd"],
+                                       host["init_d"])
     out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=host["env"], check=True).stdout
     states = chk.service_states(out)
-    if systemd:
-        assert states == {"ssh": "active enabled (sshd)", "cron": "inactive enabled", "fail2ban": "not-installed"}
+    if systemd:  # a masked or failed unit keeps its state, for the evidence and the message
+        assert states == {"ssh": "active enabled (sshd)", "cron": "inactive enabled", "fail2ban": "not-installed",
+                          "rsyslog": "inactive masked", "nginx": "failed enabled"}
     else:
-        assert states == {"ssh": "active", "cron": "inactive", "fail2ban": "not-installed"}
+        assert states == {"ssh": "active", "cron": "inactive", "fail2ban": "not-installed",
+                          "rsyslog": "not-installed", "nginx": "not-installed"}
     assert [s for s, st in states.items() if st.startswith("active")] == ["ssh"]
 
 
