@@ -339,7 +339,7 @@ def resolve_inventory_arg(value: str) -> Path | None:
     )
 
 
-def inventory_from_specs(specs: str) -> Inventory:
+def inventory_from_specs(specs: str, ssh_config: str | None = None, identity: str | None = None) -> Inventory:
     """An ad-hoc inventory from raw testinfra specs (`ssh://user@host:port`, `docker://NAME`,
     `local://`): every host plays every role. An ssh:// host is reached like an inventory host
     (the suite's shared SSH connection, the account's own keys and known_hosts), a docker:// one
@@ -353,7 +353,8 @@ def inventory_from_specs(specs: str) -> Inventory:
         parsed = urlparse(spec)
         name = parsed.hostname or parsed.scheme
         if parsed.scheme == "ssh":
-            host_vars = {"ansible_host": parsed.hostname, "ansible_port": parsed.port, "ansible_user": parsed.username}
+            host_vars = {"ansible_host": parsed.hostname, "ansible_port": parsed.port, "ansible_user": parsed.username,
+                         "ansible_ssh_private_key_file": identity and str(Path(identity).resolve())}
             host_vars = {k: v for k, v in host_vars.items() if v}
         elif parsed.scheme in ("docker", "local"):
             host_vars = {"ansible_connection": parsed.scheme, **({"ansible_host": parsed.hostname}
@@ -361,7 +362,8 @@ def inventory_from_specs(specs: str) -> Inventory:
         else:
             raise InventoryError(f"--hosts {spec}: only ssh://, docker:// and local:// specs are supported")
         hosts[name] = Host(name, all_roles, host_vars)
-    return Inventory(path=Path("<--hosts>"), name="adhoc", hosts=hosts, globals={})
+    return Inventory(path=Path("<--hosts>"), name="adhoc", hosts=hosts,
+                     globals={"ssh_config": str(Path(ssh_config).resolve())} if ssh_config else {})
 
 
 def resolve_secret(inventory: Inventory, name: str) -> str:

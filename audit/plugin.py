@@ -68,7 +68,8 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         path = resolve_inventory_arg(hosts)
         if path is None:
-            inventory = inventory_from_specs(hosts)
+            inventory = inventory_from_specs(hosts, config.getoption("ssh_config", default=None),
+                                             config.getoption("ssh_identity_file", default=None))
         else:
             inventory = load_inventory(path)
             config.option.hosts = None  # testinfra's own `host` fixture must not parse NAME

@@ -45,8 +45,9 @@ def control_dir() -> Path:
 
 
 def ssh_config_text(inventory: Inventory) -> str:
-    """An ssh_config stanza per SSH host of the inventory."""
-    lines = []
+    """An ssh_config stanza per SSH host of the inventory (for raw ssh:// specs, after testinfra's
+    own --ssh-config file when one is given: its host keys and identities apply)."""
+    lines = [f"Include {inventory.globals['ssh_config']}", ""] if inventory.globals.get("ssh_config") else []
     for host in inventory.hosts.values():
         if host.connection not in ("ssh", "paramiko"):
             continue

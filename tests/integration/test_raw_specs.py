@@ -26,7 +26,7 @@ DEFECT = "a defect of the suite"
 @pytest.fixture(scope="module")
 def plain_host(deployment, tmp_path_factory):
     """A container from the reference base image running sshd only, with a key of this test's
-    own; yields (container name, its address, a HOME whose ~/.ssh reaches it as root)."""
+    own; yields (container name, its address, an ssh_config that reaches it as root)."""
     client = docker.from_env()
     with contextlib.suppress(docker.errors.NotFound):
         client.containers.get(PLAIN).remove(force=True)
@@ -53,7 +53,9 @@ def plain_host(deployment, tmp_path_factory):
                 break
             time.sleep(1)
         (ssh / "known_hosts").write_text(scan.stdout)
-        yield PLAIN, address, str(home)
+        (ssh / "config").write_text(f"Host {address}\n  IdentityFile {ssh / 'id_ed25519'}\n"
+                                    f"  UserKnownHostsFile {ssh / 'known_hosts'}\n  StrictHostKeyChecking yes\n")
+        yield PLAIN, address, str(ssh / "config")
     finally:
         container.remove(force=True)
 
@@ -73,9 +75,9 @@ def assert_only_the_suites_outcomes(run) -> None:
 
 @pytest.mark.parametrize("spec", ["ssh", "docker", "local"])
 def test_a_host_the_suite_did_not_build(plain_host, tmp_path, spec):
-    name, address, home = plain_host
+    name, address, ssh_config = plain_host
     hosts = {"ssh": f"ssh://root@{address}", "docker": f"docker://{name}", "local": "local://"}[spec]
-    run = run_audit(hosts, tmp_path, timeout=600, env={"HOME": home} if spec == "ssh" else None)
+    run = run_audit(hosts, tmp_path, *([f"--ssh-config={ssh_config}"] if spec == "ssh" else []), timeout=600)
     assert_only_the_suites_outcomes(run)
     # a host that runs nothing of the guide is non-compliant, and what it cannot show is named
     assert run.by_outcome("failed"), run.explain()
