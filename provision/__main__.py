@@ -17,7 +17,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="which deployment: reference (default) or fleet (systemd hosts, sudo-only "
                         "audit account, an iptables host, Compose-run app host)")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="build images, start and configure every host (idempotent)")
+    up = sub.add_parser("up", help="build images, start and configure every host (idempotent)")
+    up.add_argument("--hardened", action="store_true",
+                    help="then harden it beyond the guide, so that every advisory (ADV-*) passes; kept by later ups")
+    sub.add_parser("harden", help="harden the running reference deployment beyond the guide (advisories green)")
+    sub.add_parser("unharden", help="undo `harden`: the deployment exactly as the guide builds it")
     down = sub.add_parser("down", help="remove containers, network and .state/")
     down.add_argument("--purge", action="store_true", help="also remove the images")
     sub.add_parser("status", help="each host and service; exit 1 if something is down")
@@ -35,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     flavour.select(args.flavour)
     if args.flavour == "fleet":
         return _fleet(args)
-    from . import deploy, drifts
+    from . import deploy, drifts, hardened
 
     try:
         if args.command == "up":
@@ -43,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ProvisionError("`up` must run as root (it may install and start Docker)")
             with drifts.lock():  # not while a drift experiment runs
                 deploy.up()
+                if args.hardened or hardened.recorded():
+                    hardened.apply(True)
         elif args.command == "down":
             with drifts.lock():
                 deploy.down(purge=args.purge)
@@ -55,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             drifts.apply(args.name)
         elif args.command == "heal":
             drifts.heal()
+        elif args.command in ("harden", "unharden"):
+            with drifts.lock():
+                hardened.apply(args.command == "harden")
         elif args.command == "scale":
             from . import scale
 

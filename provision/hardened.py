@@ -158,3 +158,22 @@ def unharden(ctx) -> None:
     """Every step undone, in reverse order: the deployment as the guide builds it."""
     for step in reversed(STEPS):
         step(ctx, False)
+
+
+def recorded() -> bool:
+    """The reference deployment was hardened (deployment.json), so that `up` keeps it so."""
+    from .state import State
+
+    return bool(State().load().get("hardened"))
+
+
+def apply(on: bool) -> None:
+    """Harden (or undo it) on the running reference deployment, and record it."""
+    from . import drifts
+    from .ui import step
+
+    ctx, st, _ = drifts._ctx()
+    step("hardening the deployment beyond the guide (advisories)" if on
+         else "undoing the hardening: the deployment as the guide builds it")
+    (harden if on else unharden)(ctx)
+    st.save({**st.load(), "hardened": on})

@@ -127,6 +127,7 @@ class Drift:
     # (filled in from SHARED and ALONE below):
     touches: tuple[str, ...] = ()  # shared things it changes or restarts
     alone: bool = False  # it disturbs what others rely on: never applied together with another
+    hardened: bool = False  # proven on a deployment hardened beyond the guide (provision harden): ADV-*
     disturbs: tuple[str, ...] = ()  # requirements of other checks that read what it breaks
     # The deployments it runs on (filled in from drifts/fleet.py; reference only by default), and
     # on the fleet, its hosts that are other hosts there (("web1", "app1"): the app moved).
@@ -229,11 +230,14 @@ def _registry() -> tuple[Drift, ...]:
     modules += (architecture, cicd, maintenance, performance, scaling)
     from . import checklist  # issue 4: Monitoring Checklist, host parts
     modules += (checklist,)
+    from . import advisories  # issue 21: beyond the guide, proven on a hardened deployment
+    modules += (advisories,)
     from . import fleet  # issue 18: which drifts run on the fleet flavour, and its own
     modules += (fleet,)
     shared = {name: tuple(k for k, names in SHARED.items() if name in names) for v in SHARED.values() for name in v}
     drifts = tuple(dataclasses.replace(d, touches=shared.get(d.name, ()), alone=d.name in ALONE,
-                                       disturbs=DISTURBS.get(d.name, ()), **fleet.flavour_fields(d))
+                                       disturbs=DISTURBS.get(d.name, ()), hardened=m is advisories,
+                                       **fleet.flavour_fields(d))
                    for m in modules for d in m.DRIFTS)
     unknown = set(ALONE).union(*SHARED.values(), DISTURBS) - {d.name for d in drifts}
     if unknown:
@@ -262,7 +266,11 @@ def catalogue_ids(path: Path = CATALOGUE) -> set[str] | None:
     """Requirement ids of the catalogue, or None when it is not there."""
     if not path.exists():
         return None
-    return {r["id"] for r in yaml.safe_load(path.read_text())["requirements"]}
+    ids = {r["id"] for r in yaml.safe_load(path.read_text())["requirements"]}
+    advisories = path.with_name("advisories.yml")  # ADV-*: beyond the guide (issue 21)
+    if advisories.exists():
+        ids |= {r["id"] for r in yaml.safe_load(advisories.read_text()).get("advisories") or []}
+    return ids
 
 
 def unknown_ids() -> dict[str, list[str]]:

@@ -124,9 +124,10 @@ def on_fleet(drift) -> bool:
     return not drift.name.startswith(SAME_PATH_ON_FLEET)
 
 
-def plan(flavour: str = "reference") -> tuple[list[Batch], dict[str, str]]:
-    """The batches of one flavour. PYNOMALY_DRIFTS: unset/all, quick, or names; PYNOMALY_FLAVOURS:
-    reference,fleet (the default: both) or one of them."""
+def plan(flavour: str = "reference", hardened: bool = False) -> tuple[list[Batch], dict[str, str]]:
+    """The batches of one flavour (`hardened`: the advisories' drifts, proven on the reference
+    deployment hardened beyond the guide). PYNOMALY_DRIFTS: unset/all, quick, or names;
+    PYNOMALY_FLAVOURS: reference,fleet (the default: both) or one of them."""
     if flavour not in (os.environ.get("PYNOMALY_FLAVOURS") or "reference,fleet").split(","):
         return [], {}
     chosen = os.environ.get("PYNOMALY_DRIFTS", "") or "all"
@@ -134,7 +135,7 @@ def plan(flavour: str = "reference") -> tuple[list[Batch], dict[str, str]]:
     one_by_one = chosen not in ("all", "quick")
     with FLAVOURS[flavour].selected():
         registry = [d for d in drifts.REGISTRY if (names is None or d.name in names)
-                    and (flavour == "reference" or on_fleet(d))]
+                    and (flavour == "reference" or on_fleet(d)) and d.hardened == hardened]
     skipped = {d.name: why for d in registry if (why := provable(d))}
     batches: list[Batch] = []
     for drift in sorted((d for d in registry if d.name not in skipped),
@@ -151,6 +152,7 @@ def plan(flavour: str = "reference") -> tuple[list[Batch], dict[str, str]]:
 
 BATCHES, UNPROVABLE = plan("reference")
 FLEET_BATCHES, _ = plan("fleet")
+HARDENED_BATCHES, _ = plan("reference", hardened=True)
 
 
 @pytest.fixture
@@ -228,6 +230,12 @@ def audit_with(drift_list, modules, out_dir, times: dict | None = None, flavour=
 def test_drifts_turn_exactly_their_requirements_red(request, tmp_path, batch, capsys):
     flavour = FLAVOURS[batch.flavour]
     request.getfixturevalue("fleet_deployment" if flavour is FLEET else "deployment")
+    prove(batch, flavour, tmp_path, capsys)
+
+
+def prove(batch: Batch, flavour, tmp_path, capsys) -> None:
+    """Apply a batch, audit, attribute every red check to its drift; a suspect drift (or a batch
+    that cannot be applied or healed together) is run again alone, and that run decides."""
     started, problems, times = time.monotonic(), [], {}
     try:
         run = audit_with(batch.drifts, batch.modules, tmp_path / "batch", times, flavour)
@@ -283,3 +291,23 @@ def test_deployment_is_green_again_after_all_drifts(flavour_up, tmp_path):
     """Every drift was healed: the full audit is as green as at the start."""
     run = run_audit(flavour_up.inventory, tmp_path)
     assert run.exit_code == 0, run.explain()
+
+
+@pytest.fixture(scope="module")
+def hardened_deployment(deployment):
+    """The reference deployment hardened beyond the guide (every advisory green), and back."""
+    from provision import hardened
+
+    with REFERENCE.selected(), drifts.lock():
+        hardened.apply(True)
+    yield REFERENCE
+    with REFERENCE.selected(), drifts.lock():
+        hardened.apply(False)
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("batch", HARDENED_BATCHES, ids=[f"hardened:{b.id}" for b in HARDENED_BATCHES])
+def test_advisory_drifts_on_a_hardened_deployment(hardened_deployment, tmp_path, batch, capsys):
+    """The advisories (ADV-*) are proven like requirements, on a deployment where all of them pass:
+    each drift turns exactly its advisories red."""
+    prove(batch, hardened_deployment, tmp_path, capsys)
