@@ -186,6 +186,8 @@ def verdict(run, drift, batch: Batch | None = None) -> list[str]:
     mine = {n: t for n, t in run.tests.items()
             if n.split("::")[0] in mods and not owners_of_test(n, t) & theirs}
     red = {r for t in mine.values() if t["outcome"] in ("failed", "error") for r in t["requirements"].split(",") if r}
+    if not drift.hardened:  # on the deployment as the guide builds it, advisories may be red by design
+        red = {r for r in red if not r.startswith("ADV-")}
     problems = []
     if red != set(drift.requirements):
         problems.append(f"{drift.name}: expected red {sorted(drift.requirements)}, got {sorted(red)}")
