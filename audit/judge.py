@@ -45,6 +45,7 @@ class Judge:
         self.requirements = requirements
         self._expected_of = expected_of
         self._record = record or (lambda key, value: None)
+        self._sides: set[str] = set()  # what each judge.sides call of this check found
 
     # ------------------------------------------------------------ expected values
 
@@ -112,7 +113,9 @@ class Judge:
         good = {side: not empty(r.value) and bool(_safe(ok, r.value)) for side, r in readings.items()}
         both = RUNNING in readings and ON_DISK in readings
         agree = both and readings[RUNNING].value == readings[ON_DISK].value
-        self._record("sides", "agree" if agree else "differ" if both else f"{next(iter(readings), 'none')} only")
+        if RUNNING in readings or ON_DISK in readings:  # (a file's mode, a tool's version: neither)
+            self._sides.add("agree" if agree else "differ" if both else f"{next(iter(readings))} only")
+            self._record("sides", combine_sides(self._sides))  # the last one recorded is the check's
         if not readings:
             self.fail(f"{what}: nothing found; guide: {short(want)}")
         if all(good.values()):
@@ -124,6 +127,19 @@ class Judge:
         elif good.get(ON_DISK) and good.get(RUNNING) is False:
             note = ": the running value differs from the file (not reloaded, or changed live and not persisted)"
         self.fail(f"{what}: {'; '.join(parts)}; guide: {short(want)}{note}")
+
+
+SIDES_ORDER = ("differ", "agree", "running only", "on disk only")
+
+
+def combine_sides(kinds) -> str:
+    """One word for several `sides` verdicts (the calls of a check, the checks and hosts of a
+    requirement): "differ" when any side differs; else the one kind, or the kinds joined with
+    " + " ("agree + on disk only": some settings could be read on one side only)."""
+    kinds = {k for kind in kinds for k in kind.split(" + ") if k}
+    if "differ" in kinds:
+        return "differ"
+    return " + ".join(sorted(kinds, key=lambda k: (SIDES_ORDER.index(k) if k in SIDES_ORDER else 9, k)))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 
 from audit.catalogue import Catalogue
+from audit.judge import combine_sides
 
 CHECKS_DIR = Path(__file__).resolve().parent.parent / "checks"
 
@@ -105,6 +106,10 @@ STATUS_HELP = {
     "uncovered": "no check names this requirement yet",
     "not automatable": "cannot be checked by a program (see the note)",
 }
+SIDES_HELP = ("running vs on disk: whether the state the service runs and its configuration on disk "
+              "(what the next reload/restart applies) agree, across the requirement's checks and hosts: "
+              "agree, differ, running only or on disk only (the other side cannot be read); "
+              "empty: not judged as settings with two sides")
 
 
 def build(catalogue: Catalogue, by_test: dict[str, dict], checks_dir: Path = CHECKS_DIR) -> list[dict]:
@@ -115,9 +120,12 @@ def build(catalogue: Catalogue, by_test: dict[str, dict], checks_dir: Path = CHE
     ran: dict[str, set[str]] = defaultdict(set)
     reasons: dict[str, str] = {}
     problems: dict[str, str] = {}  # requirement -> first failure message (why it is red)
+    sides: dict[str, set[str]] = defaultdict(set)  # requirement -> its checks' running/on-disk verdicts
     for nodeid, entry in by_test.items():
         for req in filter(None, entry.get("requirements", "").split(",")):
             per_req[req][entry.get("host") or "-"].append(entry["outcome"])
+            if entry.get("sides"):
+                sides[req].add(entry["sides"])
             ran[req].add(_check_name(nodeid))
             if entry.get("category") in ("waived", "not-applicable"):
                 reasons[req] = entry.get("reason", "")
@@ -143,6 +151,7 @@ def build(catalogue: Catalogue, by_test: dict[str, dict], checks_dir: Path = CHE
         rows.append({"id": req.id, "kind": "advisory" if req.advisory else "requirement", "source": req.source,
                      "severity": req.severity, "statement": req.statement,
                      "checks": checks, "hosts": hosts, "status": status,
+                     "sides": combine_sides(sides[req.id]) if sides.get(req.id) else "",
                      "note": req.reason or (problems.get(req.id, "") if status in ("failed", "error")
                                             else reasons.get(req.id, ""))})
     return rows
@@ -227,14 +236,16 @@ def to_markdown(rows: list[dict], headline: str | None = None) -> str:
                          f"| {_md(r['note'])} |")
     else:
         lines.append("Nothing failed and nothing was left unaudited.")
-    lines += ["", "## Every requirement", "",
-              "| requirement | severity | status | per host | checks | note |", "|---|---|---|---|---|---|"]
+    lines += ["", "## Every requirement", "", SIDES_HELP, "",
+              "| requirement | severity | status | per host | running vs on disk | checks | note |",
+              "|---|---|---|---|---|---|---|"]
     for r in rows:
         if r.get("kind") == "advisory":
             continue
         hosts = " ".join(f"{h}={o}" for h, o in r["hosts"].items()) or "-"
         checks = "<br>".join(r["checks"]) or "-"
-        lines.append(f"| {r['id']} | {r['severity']} | {r['status']} | {hosts} | {checks} | {_md(r['note'])} |")
+        lines.append(f"| {r['id']} | {r['severity']} | {r['status']} | {hosts} | {r.get('sides') or '-'} | {checks} "
+                     f"| {_md(r['note'])} |")
     advisories = [r for r in rows if r.get("kind") == "advisory"]
     if advisories:
         lines += ["", f"## Advisories beyond the guide ({len(advisories)}; only --gate=hardened counts them)", "",
@@ -266,17 +277,19 @@ def to_html(rows: list[dict], title: str = "Requirement matrix", meta: dict[str,
         return (f'<tr data-status="{esc(r["status"])}"><td class="id">{esc(r["id"])}</td>'
                 f"<td>{esc(r['severity'])}</td>"
                 f'<td><span class="badge" style="background:{colour}">{esc(r["status"])}</span></td>'
-                f"<td>{hosts or '-'}</td><td>{esc(r['statement'])}</td>"
+                f"<td>{hosts or '-'}</td><td class=\"sides\">{esc(r.get('sides') or '-')}</td>"
+                f"<td>{esc(r['statement'])}</td>"
                 f"<td>{'<br>'.join(esc(c) for c in r['checks']) or '-'}</td><td>{esc(r['note'])}</td></tr>")
 
     advisories = [r for r in rows if r.get("kind") == "advisory"]
     advisories_html = (f"<h2>Advisories beyond the guide ({len(advisories)}; only --gate=hardened counts them)</h2>"
                        '<table id="advisories"><thead><tr><th>advisory</th><th>severity</th><th>status</th>'
-                       "<th>per host</th><th>statement</th><th>checks</th><th>note</th></tr></thead><tbody>"
-                       + "".join(row(r) for r in advisories) + "</tbody></table>") if advisories else ""
+                       "<th>per host</th><th>running vs on disk</th><th>statement</th><th>checks</th><th>note</th>"
+                       "</tr></thead><tbody>" + "".join(row(r) for r in advisories)
+                       + "</tbody></table>") if advisories else ""
     todo = attention(rows)
     todo_html = ("<table><thead><tr><th>requirement</th><th>severity</th><th>status</th><th>per host</th>"
-                 "<th>statement</th><th>checks</th><th>note</th></tr></thead><tbody>"
+                 "<th>running vs on disk</th><th>statement</th><th>checks</th><th>note</th></tr></thead><tbody>"
                  + "".join(row(r) for r in todo) + "</tbody></table>") if todo else \
         "<p>Nothing failed and nothing was left unaudited.</p>"
     return f"""<!DOCTYPE html>
@@ -302,8 +315,9 @@ thead th {{ background: #f3f4f6; position: sticky; top: 0; }}
 <h2>Needs attention ({len(todo)})</h2>
 {todo_html}
 <h2>Every requirement</h2>
+<p id="sides-help">{esc(SIDES_HELP)}</p>
 <table id="matrix"><thead><tr><th>requirement</th><th>severity</th><th>status</th><th>per host</th>
-<th>statement</th><th>checks</th><th>note</th></tr></thead><tbody>
+<th title="{esc(SIDES_HELP)}">running vs on disk</th><th>statement</th><th>checks</th><th>note</th></tr></thead><tbody>
 {"".join(row(r) for r in rows if r.get("kind") != "advisory")}
 </tbody></table>
 {advisories_html}
