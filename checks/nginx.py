@@ -5,6 +5,11 @@ HTTP/2, static files, rate limits). What is read, and how: audit/probes/nginx.py
 The single-value directives (user, worker_processes, events, keepalive_timeout, sendfile/tcp_*,
 mime types, gzip, gzip_types, log_format main, the /api/ proxy timeouts) are catalogue rows
 judged by checks/values.py.
+
+Every value read from the configuration is judged on disk and as NGINX runs it (`nginx.both`):
+the same value while no file changed since the master last (re)loaded them; a file changed after
+that is a pending reload (both times in the evidence), judged on disk only, while the checks of
+the live endpoint below keep judging what NGINX serves.
 """
 
 from __future__ import annotations
@@ -34,9 +39,9 @@ def check_logs(judge, nginx):
     want = judge.expected
     access = nginx.config.http.first("access_log")
     error = nginx.config.http.first("error_log") or nginx.config.root.first("error_log")
-    judge.equal({"access_log": access.args[0] if access else None,
-                 "access_log_format": access.args[1] if access and len(access.args) > 1 else None,
-                 "error_log": error.args[0] if error else None}, what="logs", where="nginx -T")
+    judge.sides(nginx.both({"access_log": access.args[0] if access else None,
+                            "access_log_format": access.args[1] if access and len(access.args) > 1 else None,
+                            "error_log": error.args[0] if error else None}), lambda logs: logs == want, what="logs")
     judge.each({p: p in nginx.log_files for p in (want["access_log"], want["error_log"])}, bool,
                what="log file open by NGINX", expected="open", where="/proc/<nginx>/fd")
 
@@ -47,8 +52,9 @@ def check_upstream_least_conn(judge, nginx):
     """"upstream pynomaly_backend { least_conn; ...}"."""
     upstream = nginx.config.upstream("pynomaly_backend")
     methods = [d.name for d in upstream.block or []] if upstream else []
-    judge.that(judge.expected in methods, what="balancing of upstream pynomaly_backend", where="nginx -T",
-               found=[m for m in methods if m != "server"] or ("round robin (no method)" if upstream else None))
+    shown = [m for m in methods if m != "server"] or ("round robin (no method)" if upstream else None)
+    judge.sides(nginx.both(shown, methods if upstream else None), lambda found: judge.expected in found,
+                what="balancing of upstream pynomaly_backend")
 
 
 @pytest.mark.roles("web")
@@ -57,14 +63,17 @@ def check_upstream_servers(judge, nginx, inventory):
     """"server 127.0.0.1:8000 max_fails=3 fail_timeout=30s;" (x3: 8000, 8001, 8002)."""
     want = judge.expected
     count = inventory.setting("audit_app_instances") or len(want["servers"])
-    servers = probe.upstream_servers(nginx.config.upstream(want["upstream"]))
-    judge.equal(len(servers), what=f"servers of upstream {want['upstream']}", expected=count, where="nginx -T")
-    if count == len(want["servers"]):
-        judge.equal([s["address"] for s in servers], what="upstream server addresses", expected=want["servers"])
-    judge.each({s["address"]: {k: s.get(k) for k in ("max_fails", "fail_timeout")} for s in servers},
-               lambda s: s == probe.text({k: want[k] for k in ("max_fails", "fail_timeout")}),
-               what="upstream server parameters", expected=f"max_fails={want['max_fails']} "
-                                                             f"fail_timeout={want['fail_timeout']}")
+    params = probe.text({k: want[k] for k in ("max_fails", "fail_timeout")})
+    servers = {s["address"]: {k: s.get(k) for k in params}
+               for s in probe.upstream_servers(nginx.config.upstream(want["upstream"]))}
+
+    def as_guide(found: dict) -> bool:
+        addresses = list(found) == want["servers"] if count == len(want["servers"]) else len(found) == count
+        return addresses and all(p == params for p in found.values())
+
+    judge.sides(nginx.both(servers), as_guide, what=f"servers of upstream {want['upstream']}",
+                expected=f"{count} servers" + (f" {want['servers']}" if count == len(want["servers"]) else "")
+                + f", each max_fails={want['max_fails']} fail_timeout={want['fail_timeout']}")
 
 
 @pytest.mark.roles("web")
@@ -74,8 +83,9 @@ def check_port_80_redirects(judge, nginx):
     want = judge.expected
     srv = nginx.config.server_listening(want["listen"])
     ret = srv.first("return") if srv else None
-    judge.equal(ret.args if ret else None, what=f"return of the server listening on {want['listen']}",
-                expected=[str(want["status"]), want["location"]], where="nginx -T")
+    expected = [str(want["status"]), want["location"]]
+    judge.sides(nginx.both(ret.args if ret else None), lambda args: args == expected,
+                what=f"return of the server listening on {want['listen']}", expected=expected)
 
 
 @pytest.mark.roles("web")
@@ -83,8 +93,9 @@ def check_port_80_redirects(judge, nginx):
 def check_listen_443_ssl_http2(judge, nginx):
     """"listen 443 ssl http2;"."""
     listens = probe.listen_flags(nginx.https)
-    judge.that(any("ssl" in args for args in listens) and probe.has_http2(nginx.https), what="listen",
-               found=listens, expected=judge.expected["listen"], where="nginx -T")
+    flags = {"ssl": any("ssl" in args for args in listens), "http2": probe.has_http2(nginx.https)}
+    judge.sides(nginx.both(listens, flags if listens else None), lambda found: found["ssl"] and found["http2"],
+                what="listen", expected=judge.expected["listen"])
 
 
 @pytest.mark.roles("web")
@@ -94,7 +105,8 @@ def check_server_name(judge, nginx):
     want = probe.with_domain(judge.expected, nginx.public_host)
     names = {port: srv.value("server_name") if (srv := nginx.config.server_listening(port)) else None
              for port in (80, 443)}
-    judge.each(names, lambda n: n is not None and want in n.split(), what="server_name", expected=want)
+    judge.sides(nginx.both(names), lambda found: all(n is not None and want in n.split() for n in found.values()),
+                what="server_name of the servers listening on 80 and 443", expected=want)
 
 
 @pytest.mark.roles("web")
@@ -107,8 +119,9 @@ def check_proxy_headers(judge, nginx):
     seen = {loc: probe.proxy_headers(nginx.config.location(loc)) for loc in wants}
     wrong = {loc: {h: seen[loc].get(h.lower()) for h, v in hs.items() if seen[loc].get(h.lower()) != v}
              for loc, hs in wants.items()}
-    judge.that(not any(wrong.values()), what="proxy_set_header (missing or different)", expected=wants,
-               found={loc: w for loc, w in wrong.items() if w} or seen, where="nginx -T")
+    judge.sides(nginx.both({loc: w for loc, w in wrong.items() if w} or seen, seen),
+                lambda found: all(found[loc].get(h.lower()) == v for loc, hs in wants.items() for h, v in hs.items()),
+                what="proxy_set_header (missing or different)", expected=wants)
 
 
 @pytest.mark.roles("web")
@@ -118,9 +131,9 @@ def check_health_without_access_log(judge, nginx):
     want = judge.expected
     loc = nginx.config.location(want["location"])
     found = {"access_log": loc.value("access_log"), "proxy_pass": loc.value("proxy_pass")} if loc else None
-    judge.that(bool(found) and found["access_log"] == want["access_log"] and bool(found["proxy_pass"]),
-               what=f"location {want['location']}", found=found, where="nginx -T",
-               expected={"access_log": want["access_log"], "proxy_pass": "the backend"})
+    judge.sides(nginx.both(found), lambda f: f["access_log"] == want["access_log"] and bool(f["proxy_pass"]),
+                what=f"location {want['location']}", expected={"access_log": want["access_log"],
+                                                                "proxy_pass": "the backend"})
 
 
 @pytest.mark.roles("web")
@@ -130,9 +143,9 @@ def check_static_location(judge, nginx):
     "public, immutable"; }"."""
     want = judge.expected
     loc = nginx.config.location(want["location"])
-    judge.equal({"location": want["location"], "alias": loc.value("alias"), "expires": loc.value("expires"),
-                 "cache_control": probe.header_values(loc, None, None).get("cache-control")} if loc else None,
-                what=f"location {want['location']}", where="nginx -T")
+    judge.sides(nginx.both({"location": want["location"], "alias": loc.value("alias"), "expires": loc.value("expires"),
+                            "cache_control": probe.header_values(loc, None, None).get("cache-control")}
+                           if loc else None), lambda found: found == want, what=f"location {want['location']}")
 
 
 @pytest.mark.roles("web")
@@ -140,8 +153,8 @@ def check_static_location(judge, nginx):
 def check_docs_location(judge, nginx):
     """"location /docs { proxy_pass http://pynomaly_backend; ...}"."""
     loc = nginx.config.location("/docs")
-    judge.equal(loc.value("proxy_pass") if loc else None, what="location /docs proxy_pass",
-                expected="http://pynomaly_backend", where="nginx -T")
+    judge.sides(nginx.both(loc.value("proxy_pass") if loc else None), lambda found: found == "http://pynomaly_backend",
+                what="location /docs proxy_pass", expected="http://pynomaly_backend")
 
 
 @pytest.mark.roles("web")
@@ -150,8 +163,8 @@ def check_rate_limit_zone(judge, nginx, req_id):
     """"limit_req_zone $binary_remote_addr zone=api:10m rate=10r/s;
     limit_req_zone $binary_remote_addr zone=login:10m rate=5r/m;"."""
     want = probe.text(judge.expected)
-    judge.equal(probe.limit_req_zones(nginx.config.http).get(want["zone"]), what=f"limit_req_zone {want['zone']}",
-                expected=want, where="nginx -T")
+    judge.sides(nginx.both(probe.limit_req_zones(nginx.config.http).get(want["zone"])), lambda zone: zone == want,
+                what=f"limit_req_zone {want['zone']}", expected=want)
 
 
 @pytest.mark.roles("web")
@@ -161,8 +174,8 @@ def check_rate_limit_location(judge, nginx, req_id):
     { limit_req zone=login burst=3 nodelay; ...}"."""
     want = dict(judge.expected)
     path = want.pop("location")
-    judge.equal(probe.limit_req(nginx.config.location(path)), what=f"location {path} limit_req", expected=want,
-                where="nginx -T")
+    judge.sides(nginx.both(probe.limit_req(nginx.config.location(path))), lambda found: found == want,
+                what=f"location {path} limit_req", expected=want)
 
 
 # ---------------------------------------------------------------- the live endpoint

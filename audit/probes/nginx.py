@@ -4,8 +4,13 @@ running NGINX uses it, and the live public endpoint it serves.
 - `nginx` (per web host, ONE round trip): `$SUDO nginx -T` (the files on disk as NGINX reads
   them, includes resolved, parsed with crossplane; the files themselves when `nginx -t` fails),
   `nginx -t`, the worker processes (their user, when they started) and the log files they have
-  open, and when each configuration file last changed: a file unchanged since the newest workers
-  started is what they run ("running"), otherwise only "on disk" is known (not reloaded).
+  open, and when each configuration file last changed (its mtime or ctime, whichever is later: a
+  file put back with `cp -p` keeps its old mtime, not its ctime). The master starts new workers at
+  every (re)load, so the newest workers' start is when the running configuration was loaded: with
+  no file changed since, the files are what runs ("running" and "on disk" agree); a file changed
+  after it is a "pending reload" (both times are shown), the running configuration is then unknown
+  and only the files are judged, while the checks of the public endpoint keep judging the live
+  behaviour from outside.
 - `public_endpoint` (the deployment): each response the checks judge, fetched once per run
   through `session.access.public()` (the public name at the inventory's address, its CA bundle),
   reduced to status and headers; the port 80 redirect; ALPN.
@@ -53,7 +58,7 @@ COMMANDS = {
              "for p in $(pgrep -x nginx); do echo \"$(cut -d' ' -f22 /proc/$p/stat) $(stat -c %U /proc/$p)"
              " $(tr '\\0' ' ' < /proc/$p/cmdline)\"; done",
     "mtimes": f"{{ $SUDO nginx -T 2>/dev/null | {FILES}; echo {MAIN}; }} | sort -u"
-              " | while read -r f; do $SUDO stat -L -c '%.9Y %n' \"$f\"; done",
+              " | while read -r f; do $SUDO stat -L -c '%.9Y %.9Z %n' \"$f\"; done",
     "log_fds": "for p in $(pgrep -x nginx); do $SUDO ls -l /proc/$p/fd; done"
                " | grep -o '/var/log/nginx/[^ ]*' | sort -u",
 }
@@ -264,13 +269,23 @@ def workers(text: str) -> list[tuple[float | None, str]]:
             if ticks.isdigit() and "worker process" in cmd and "shutting down" not in cmd]
 
 
-def changed_since(mtimes: str, loaded: float | None) -> tuple[str, ...] | None:
-    """The files (`MTIME PATH` lines) changed after `loaded` (the newest workers' start); None when
-    it is unknown (no worker, no clock, no file read)."""
-    stamps = [line.split(None, 1) for line in mtimes.splitlines() if len(line.split(None, 1)) == 2]
+def changed_since(mtimes: str, loaded: float | None) -> dict[str, str] | None:
+    """The files (`MTIME CTIME PATH` lines, or `MTIME PATH`) changed after `loaded` (the newest
+    workers' start), each with when (ISO, the later of its mtime and ctime); None when it is
+    unknown (no worker, no clock, no file read)."""
+    stamps = []
+    for line in mtimes.splitlines():
+        parts = line.split(None, 2)
+        times = [float(p) for p in parts[:2] if re.fullmatch(r"\d+(?:\.\d+)?", p)]
+        if times and len(parts) > len(times):
+            stamps.append((max(times), " ".join(parts[len(times):])))
     if loaded is None or not stamps:
         return None
-    return tuple(path for stamp, path in stamps if float(stamp) > loaded)
+    return {path: iso(stamp) for stamp, path in stamps if stamp > loaded}
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 # ---------------------------------------------------------------- facts
@@ -285,8 +300,34 @@ class NginxFacts:
     worker_users: tuple[str, ...]        # one per serving worker process
     log_files: tuple[str, ...]           # /var/log/nginx files NGINX has open
     loaded_at: str | None                # when the newest workers started (ISO), None: no worker
-    changed: tuple[str, ...] | None      # files changed since then (None: unknown)
+    changed: dict[str, str] | None       # files changed since then -> when (None: unknown)
     public_host: str | None
+
+    @property
+    def pending(self) -> str:
+        """"pending reload: FILE changed T after the master (re)loaded the configuration at T0"
+        ('' when no file changed since; what is unknown when it cannot be told)."""
+        if self.changed is None:
+            return ("when the configuration was loaded is unknown (no worker process, or no file time read): "
+                    "the running configuration cannot be told")
+        if not self.changed:
+            return ""
+        files = ", ".join(f"{path} changed {when}" for path, when in sorted(self.changed.items()))
+        return f"pending reload: {files}, after the master (re)loaded the configuration at {self.loaded_at}"
+
+    def both(self, shown: Any, value: Any = None, where: str = "nginx -T") -> dict[str, Reading]:
+        """A value read from the configuration, on disk and as NGINX runs it: the running side is
+        the files' value when no file changed since the master (re)loaded them, else left out
+        (pending reload: the on-disk side says so, with both times)."""
+        value = shown if value is None else value
+        out = {}
+        if self.changed == {}:
+            out[RUNNING] = Reading(shown, value, f"loaded {self.loaded_at} (workers' start); "
+                                                 "no configuration file changed since")
+        if not self.test_ok:
+            where = "the configuration files (nginx -t fails)"
+        out[ON_DISK] = Reading(shown, value, f"{where}; {self.pending}" if self.pending else where)
+        return out
 
     @property
     def https(self) -> Directive | None:
@@ -313,18 +354,11 @@ class NginxFacts:
         """`key` on disk (nginx -T) and as NGINX runs it: the worker processes' user for `user`;
         for the rest, the files' value when no file changed since the newest workers started."""
         value = self.read(key)
-        out = {}
+        out = self.both(value)
         if key == "main: user":
             users = sorted(set(self.worker_users))
             out[RUNNING] = Reading(users or "no worker process", users[0] if len(users) == 1 else None,
                                    "ps: the NGINX worker processes' user")
-        elif self.changed == ():
-            out[RUNNING] = Reading(value, value, f"loaded by the workers started {self.loaded_at}, "
-                                                 "no configuration file changed since")
-        where = "nginx -T" if self.test_ok else "the configuration files (nginx -t fails)"
-        if self.changed:
-            where += f"; changed after the workers started {self.loaded_at}: {', '.join(self.changed)}"
-        out[ON_DISK] = Reading(value, value, where)
         return out
 
     def norm(self, key: str, expected: Any) -> Any:
@@ -344,7 +378,7 @@ def nginx(session, host) -> NginxFacts:
     return NginxFacts(
         config=parse_dump(out["dump"]), test_ok=ok, test_output=test_output,
         worker_users=tuple(user for _, user in serving), log_files=tuple(out["log_fds"].split()),
-        loaded_at=datetime.fromtimestamp(loaded, UTC).isoformat(timespec="seconds") if loaded else None,
+        loaded_at=iso(loaded) if loaded else None,
         changed=changed_since(out["mtimes"], loaded), public_host=public_host(session.inventory))
 
 

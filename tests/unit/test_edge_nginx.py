@@ -228,7 +228,11 @@ def test_helpers():
 
 # ---------------------------------------------------------------- catalogue keys, running and on disk
 
-def _facts(conf, users=("www-data", "www-data"), changed=()):
+NOTHING_CHANGED = object()
+
+
+def _facts(conf, users=("www-data", "www-data"), changed=NOTHING_CHANGED):
+    changed = {} if changed is NOTHING_CHANGED else changed  # None: when it was loaded is unknown
     return NginxFacts(conf, True, "", tuple(users), (), "2026-11-27T13:42:35+00:00", changed, "pynomaly.test")
 
 
@@ -268,10 +272,17 @@ def test_sides_running_when_nothing_changed_since_the_workers_started(conf):
 
 
 def test_sides_on_disk_only_when_a_file_changed_after_the_reload(conf):
-    sides = _facts(conf, changed=("/etc/nginx/nginx.conf",)).sides("events: worker_connections")
+    facts = _facts(conf, changed={"/etc/nginx/nginx.conf": "2026-11-27T13:50:00+00:00"})
+    sides = facts.sides("events: worker_connections")
     assert list(sides) == [ON_DISK]
-    assert "changed after the workers started" in sides[ON_DISK].where
+    assert sides[ON_DISK].where == ("nginx -T; pending reload: /etc/nginx/nginx.conf changed 2026-11-27T13:50:00+00:00,"
+                                    " after the master (re)loaded the configuration at 2026-11-27T13:42:35+00:00")
     assert list(_facts(conf, changed=None).sides("events: use")) == [ON_DISK]  # unknown: no running side
+    assert "cannot be told" in _facts(conf, changed=None).pending
+    # any value a check reads from the configuration: both sides, or on disk only while a reload is pending
+    assert list(_facts(conf).both(["least_conn"])) == [RUNNING, ON_DISK]
+    assert list(facts.both(["least_conn"])) == [ON_DISK]
+    assert _facts(conf).pending == ""
 
 
 def test_user_runs_as_the_workers_user(conf):
@@ -291,6 +302,9 @@ PROCS = """clock 1795788225.971518527 1565.52 100
 MTIMES = """1795122114.000000000 /etc/nginx/mime.types
 1795786935.043369500 /etc/nginx/nginx.conf
 """
+CTIMES = """1795122114.000000000 1795786900.000000000 /etc/nginx/mime.types
+1795786935.043369500 1795786935.043369500 /etc/nginx/nginx.conf
+"""
 
 
 def test_worker_processes_and_what_changed_since():
@@ -298,9 +312,13 @@ def test_worker_processes_and_what_changed_since():
     assert [user for _, user in serving] == ["www-data", "www-data"]
     started = max(start for start, _ in serving)
     assert round(started, 2) == 1795786956.23
-    assert changed_since(MTIMES, started) == ()
+    assert changed_since(MTIMES, started) == {}
     edited = MTIMES.replace("1795786935.043369500", "1795788000.000000000")
-    assert changed_since(edited, started) == ("/etc/nginx/nginx.conf",)
+    assert changed_since(edited, started) == {"/etc/nginx/nginx.conf": "2026-11-27T14:00:00+00:00"}
+    # put back with `cp -p` after the reload: the old mtime, a new ctime
+    restored = CTIMES.replace("1795786935.043369500 /etc", "1795788000.000000000 /etc")
+    assert changed_since(CTIMES, started) == {}
+    assert changed_since(restored, started) == {"/etc/nginx/nginx.conf": "2026-11-27T14:00:00+00:00"}
     assert changed_since(MTIMES, None) is None
     assert changed_since("", started) is None
 
@@ -363,7 +381,7 @@ def test_the_probe_on_the_reference_output(conf):
                             "log_fds": "/var/log/nginx/access.log\n/var/log/nginx/error.log"}),
                   SimpleNamespace(name="web1"))
     assert facts.test_ok
-    assert facts.changed == ()
+    assert facts.changed == {}
     assert facts.loaded_at == "2026-11-27T13:42:36+00:00"
     assert facts.log_files == ("/var/log/nginx/access.log", "/var/log/nginx/error.log")
     assert list(facts.sides("main: worker_processes")) == [RUNNING, ON_DISK]
