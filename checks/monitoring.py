@@ -4,7 +4,9 @@ What is read, and how: audit/probes/monitoring.py (`monitoring`: the host's file
 verdicts in one round trip; `prometheus`: the running Prometheus and Alertmanager).
 
 prometheus.yml's global intervals and its Alertmanager target are catalogue value rows
-(checks/values.py), as Prometheus runs them and as the file says.
+(checks/values.py), as Prometheus runs them and as the file says. So are the rule files, the scrape
+jobs and each alerting rule here: as loaded (/api/v1/status/config, /api/v1/rules) and as the
+files say (what the next reload loads).
 """
 
 from __future__ import annotations
@@ -19,29 +21,25 @@ from audit.probes.monitoring import (
     active_alertmanager_ports,
     alert_round_trip,
     app_targets,
+    comparable_job,
     firing,
     group_health,
+    group_sides,
     job_differences,
     job_summary,
     missing_rule_files,
     panel_differences,
     panels_summary,
     rule_differences,
-    rule_file_names,
+    rule_file_paths,
     rule_from_api,
-    rule_from_file,
+    rule_sides,
     target_problems,
 )
 
 MONITORING = pytest.mark.roles("monitoring")
 EXPORTER_JOBS = ("MON-PROM-JOB-POSTGRES", "MON-PROM-JOB-REDIS", "MON-PROM-JOB-NGINX")
 ALERTS = ("MON-ALERT-HIGH-ERROR-RATE", "MON-ALERT-HIGH-RESPONSE-TIME", "MON-ALERT-DATABASE-CONNECTION-FAILURE")
-
-
-def _config(judge, monitoring) -> dict:
-    if monitoring.config is None:
-        judge.fail(monitoring.config_problem)
-    return monitoring.config
 
 
 def _promtool(judge, monitoring, name: str, what: str) -> None:
@@ -68,16 +66,13 @@ def check_prometheus_config_valid_and_loaded(judge, monitoring, prometheus):
 @pytest.mark.requirement("MON-PROM-RULE-FILES")
 def check_rule_files(judge, monitoring):
     """"rule_files: - "pynomaly_rules.yml"" (relative to prometheus.yml, or the same file by path)."""
-    config = _config(judge, monitoring)
-    judge.that(not missing_rule_files(config, judge.expected), what="rule_files", found=rule_file_names(config),
-               where=guide.PROMETHEUS_CONFIG)
+    judge.sides(monitoring.config_sides(rule_file_paths), lambda names: not missing_rule_files(
+        {"rule_files": names}, judge.expected), what="rule_files")
 
 
 def _scrape_job(judge, monitoring, want: dict) -> None:
-    actual = job_summary(_config(judge, monitoring), want["job_name"])
-    diffs = job_differences(actual, want)
-    judge.that(not diffs, what=f"scrape job {want['job_name']}", found=actual, expected=want,
-               where=guide.PROMETHEUS_CONFIG, why="; ".join(diffs))
+    judge.sides(monitoring.config_sides(lambda config: job_summary(config, want["job_name"]), comparable_job),
+                lambda job: not job_differences(job, want), what=f"scrape job {want['job_name']}", expected=want)
 
 
 @MONITORING
@@ -108,6 +103,9 @@ def check_rules_file_valid_and_loaded(judge, monitoring, prometheus):
     `promtool check rules` passes, and Prometheus has loaded the group with health ok."""
     want = judge.expected
     _promtool(judge, monitoring, "check_rules", f"promtool check rules {want['file']}")
+    judge.sides(group_sides(monitoring.rules, prometheus.rules, want["group"]),
+                lambda names: len(names) == want["rules"], what=f"rules of group {want['group']}",
+                expected=f"{want['rules']} rules")
     group, problems = group_health(prometheus.rules, want["group"])
     found = {"file": group.get("file"), "rules": len(group.get("rules") or []), "problems": problems} if group else None
     judge.that(found == {"file": want["file"], "rules": want["rules"], "problems": []},
@@ -124,10 +122,8 @@ def check_alert_rule(judge, monitoring, prometheus, req_id):
     and stays silent just below the threshold and just before `for` has elapsed."""
     want, group = judge.expected, judge.expected_of("MON-RULES-VALID")["group"]
     alert = want["alert"]
-    for where, rule in (("the rules file", rule_from_file(monitoring.rules, group, alert)),
-                        ("/api/v1/rules", rule_from_api(prometheus.rules, group, alert))):
-        diffs = rule_differences(rule, want)
-        judge.that(not diffs, what=f"alert rule {alert}", found=rule, where=where, why="; ".join(diffs))
+    judge.sides(rule_sides(monitoring.rules, prometheus.rules, group, alert),
+                lambda rule: not rule_differences(rule, want), what=f"alert rule {alert}")
     _promtool(judge, monitoring, f"test {alert}", f"rule unit test checks/promtool/{ALERT_TESTS[alert]}")
 
 

@@ -22,6 +22,7 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,24 @@ def rule_file_names(config: dict | None) -> list[str]:
     return [str(f) for f in (config or {}).get("rule_files") or []]
 
 
+def rule_file_paths(config: dict | None) -> list[str]:
+    """rule_files as paths: relative to prometheus.yml's folder, as Prometheus resolves them (its
+    loaded configuration shows them so)."""
+    folder = guide.PROMETHEUS_CONFIG.rsplit("/", 1)[0]
+    return sorted(f if f.startswith("/") else f"{folder}/{f}" for f in rule_file_names(config))
+
+
+def comparable_job(job: dict | None) -> dict | None:
+    """A scrape job summary as it compares: targets sorted, the interval in seconds."""
+    if job is None:
+        return None
+    try:
+        interval = seconds(job.get("scrape_interval"))
+    except ValueError:
+        interval = job.get("scrape_interval")
+    return {**job, "targets": sorted(job.get("targets") or []), "scrape_interval": interval}
+
+
 def missing_rule_files(config: dict | None, expected: list[str]) -> list[str]:
     """Expected rule files that prometheus.yml does not load (by name or path ending)."""
     have = rule_file_names(config)
@@ -190,6 +209,33 @@ def rule_from_api(rules: dict | None, group: str, alert: str) -> dict | None:
     return next((_rule(r, alert, r.get("query", ""), r.get("duration"))
                  for r in (_group(rules, group) or {}).get("rules") or []
                  if r.get("type") == "alerting" and r.get("name") == alert), None)
+
+
+def rule_sides(doc: dict | None, loaded: dict | None, group: str, alert: str) -> dict[str, Reading]:
+    """An alerting rule as Prometheus loaded it (/api/v1/rules; left out when the API gave no
+    rules) and as the rules file has it (what the next reload loads)."""
+    out = {}
+    if loaded:
+        found = rule_from_api(loaded, group, alert)
+        out[RUNNING] = Reading(found, _comparable_rule(found), "/api/v1/rules")
+    found = rule_from_file(doc, group, alert)
+    out[ON_DISK] = Reading(found, _comparable_rule(found), "the rules file")
+    return out
+
+
+def _comparable_rule(rule: dict | None) -> dict | None:
+    return None if rule is None else {**rule, "expr": normalise_promql(rule["expr"])}
+
+
+def group_sides(doc: dict | None, loaded: dict | None, group: str) -> dict[str, Reading]:
+    """The rule names of a group as loaded (/api/v1/rules) and in the rules file."""
+    out = {}
+    if loaded:
+        found = sorted(r.get("name") for r in (_group(loaded, group) or {}).get("rules") or [])
+        out[RUNNING] = Reading(found, found, "/api/v1/rules")
+    found = sorted(r.get("alert") or r.get("record") for r in (_group(doc, group) or {}).get("rules") or [])
+    out[ON_DISK] = Reading(found, found, "the rules file")
+    return out
 
 
 def rule_differences(actual: dict | None, expected: dict) -> list[str]:
@@ -375,18 +421,24 @@ class MonitoringFacts(Unavailable):
             raise CouldNotAudit(self.host, "promtool", f"not installed or not runnable: {result.output.strip()[-200:]}")
         return result
 
+    def config_sides(self, read: Callable[[dict | None], Any], norm: Callable[[Any], Any] = lambda v: v
+                     ) -> dict[str, Reading]:
+        """`read` of prometheus.yml as Prometheus loaded it (/api/v1/status/config; left out when the
+        API cannot be read) and as the file says (what the next reload loads)."""
+        out = {}
+        if self.running_config is not None:
+            found = read(self.running_config)
+            out[RUNNING] = Reading(found, norm(found), "/api/v1/status/config")
+        found = read(self.config) if self.config is not None else None
+        out[ON_DISK] = Reading(found if found is not None else self.config_problem or "nothing",
+                               norm(found) if found is not None else None, guide.PROMETHEUS_CONFIG)
+        return out
+
     def sides(self, key: str) -> dict[str, Reading]:
         """`global` intervals or `alertmanagers` targets, as Prometheus runs them and as the file says."""
         read = {"global": global_intervals,
                 "alertmanagers": lambda c: None if c is None else sorted(alertmanager_targets(c))}[key]
-        out = {}
-        if self.running_config is not None:
-            found = read(self.running_config)
-            out[RUNNING] = Reading(found, self.norm(key, found), "/api/v1/status/config")
-        found = read(self.config)
-        out[ON_DISK] = Reading(found if found is not None else self.config_problem, self.norm(key, found),
-                               guide.PROMETHEUS_CONFIG)
-        return out
+        return self.config_sides(read, lambda found: self.norm(key, found))
 
     def norm(self, key: str, value) -> Any:
         """Intervals in seconds; targets sorted (the guide's value is {targets: [...]})."""

@@ -292,3 +292,41 @@ def test_window_values_without_data_are_could_not_audit():
     with pytest.raises(CouldNotAudit, match="Alertmanager down"):
         prom.PrometheusFacts(unavailable={"alertmanager": ("the alertmanager API", "Alertmanager down")}).need(
             "alertmanager")
+
+
+# ---------------------------------------------------------------- loaded (running) vs the files (issue 19)
+
+def test_rules_as_loaded_and_in_the_file_agree_and_a_file_not_reloaded_differs(rules_doc):
+    from audit.judge import ON_DISK, RUNNING
+
+    sides = prom.rule_sides(rules_doc, API_RULES, "pynomaly", "HighErrorRate")
+    assert sides[RUNNING].value == sides[ON_DISK].value  # layout of the PromQL does not matter
+    assert prom.group_sides(rules_doc, API_RULES, "pynomaly")[RUNNING].value == \
+        ["DatabaseConnectionFailure", "HighErrorRate", "HighResponseTime"]
+    rules_doc["groups"][0]["rules"][0]["for"] = "1m"  # edited, not reloaded
+    sides = prom.rule_sides(rules_doc, API_RULES, "pynomaly", "HighErrorRate")
+    assert sides[RUNNING].value != sides[ON_DISK].value
+    assert prom.rule_differences(sides[ON_DISK].value, exp("MON-ALERT-HIGH-ERROR-RATE")) != []
+    assert list(prom.rule_sides(rules_doc, {}, "pynomaly", "HighErrorRate")) == [ON_DISK]  # no API: file only
+
+
+def test_config_sides_resolve_rule_files_and_compare_jobs_in_seconds(config):
+    from audit.judge import ON_DISK, RUNNING
+
+    loaded = json.loads(json.dumps(config))
+    loaded["rule_files"] = ["/etc/prometheus/pynomaly_rules.yml"]  # Prometheus resolves them
+    for job in loaded["scrape_configs"]:
+        job["scrape_interval"] = "15s"
+    facts = prom.MonitoringFacts(host="web1", config=config, running_config=loaded)
+    files = facts.config_sides(prom.rule_file_paths)
+    assert files[RUNNING].value == files[ON_DISK].value == ["/etc/prometheus/pynomaly_rules.yml"]
+    job = facts.config_sides(lambda c: prom.job_summary(c, "nginx"), prom.comparable_job)
+    assert job[RUNNING].value == job[ON_DISK].value
+    loaded["scrape_configs"][-1]["scrape_interval"] = "1m"  # changed live, the file still says 15s
+    job = facts.config_sides(lambda c: prom.job_summary(c, loaded["scrape_configs"][-1]["job_name"]),
+                             prom.comparable_job)
+    assert job[RUNNING].value["scrape_interval"] == 60
+    assert job[RUNNING].value != job[ON_DISK].value
+    broken = prom.MonitoringFacts(host="web1", config=None, config_problem="prometheus.yml is missing or empty")
+    assert broken.config_sides(prom.rule_file_paths)[ON_DISK].shown == "prometheus.yml is missing or empty"
+    assert broken.config_sides(prom.rule_file_paths)[ON_DISK].value is None
