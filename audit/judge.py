@@ -112,7 +112,7 @@ class Judge:
         evidence.attach(what, {"host": self.host, "found": shown, "expected": want}, kind="json")
         good = {side: not empty(r.value) and bool(_safe(ok, r.value)) for side, r in readings.items()}
         both = RUNNING in readings and ON_DISK in readings
-        agree = both and readings[RUNNING].value == readings[ON_DISK].value
+        agree = both and same(readings[RUNNING].value, readings[ON_DISK].value)
         if RUNNING in readings or ON_DISK in readings:  # (a file's mode, a tool's version: neither)
             self._sides.add("agree" if agree else "differ" if both else f"{next(iter(readings))} only")
             self._record("sides", combine_sides(self._sides))  # the last one recorded is the check's
@@ -130,6 +130,15 @@ class Judge:
 
 
 SIDES_ORDER = ("differ", "agree", "running only", "on disk only")
+
+
+def same(running: Any, on_disk: Any) -> bool:
+    """The two sides agree: equal values; for two mappings, equal on the keys both sides read (a
+    daemon does not tell everything its file sets: fail2ban's jail port and filter)."""
+    if isinstance(running, Mapping) and isinstance(on_disk, Mapping):
+        common = set(running) & set(on_disk)
+        return bool(common) and all(running[k] == on_disk[k] for k in common)
+    return running == on_disk
 
 
 def combine_sides(kinds) -> str:

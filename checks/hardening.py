@@ -34,11 +34,11 @@ def check_fail2ban_is_installed_and_running(judge, hardening):
 @EVERY_SERVER
 @pytest.mark.requirement("SEC-FAIL2BAN-DEFAULTS")
 def check_fail2ban_defaults(judge, hardening):
-    """"[DEFAULT] bantime = 3600, findtime = 600, maxretry = 3" in /etc/fail2ban/jail.local."""
+    """"[DEFAULT] bantime = 3600, findtime = 600, maxretry = 3" in /etc/fail2ban/jail.local: in the
+    files (what the next reload applies) and as the daemon runs them in the jails that inherit them."""
     want = {k: str(judge.expected[k]) for k in ("bantime", "findtime", "maxretry")}
-    default = (hardening.jail_local or {}).get("DEFAULT", {})
-    found = {k: default.get(k) for k in want}
-    judge.that(found == want, what="jail.local [DEFAULT]", found=found, expected=want, where=judge.expected["file"])
+    judge.sides(hardening.default_sides(), lambda found: all(str(v) == want[k] for k, v in found.items()),
+                what="fail2ban [DEFAULT]", expected=want)
 
 
 def _jail(judge, hardening, jail: str) -> None:

@@ -1,7 +1,8 @@
 """Security Hardening (guide: System Security, Application Security): the packages (fail2ban,
-AIDE, rkhunter, unattended-upgrades), fail2ban as the daemon runs it (`fail2ban-client`) and as
-jail.local sets it, AIDE's database, the pending upgrades (the host's own package index, read
-only) and the dry run of unattended-upgrade, the ownership and modes of /opt/pynomaly and
+AIDE, rkhunter, unattended-upgrades), fail2ban as the daemon runs it (`fail2ban-client get` of
+every active jail) and as its files set it (jail.d/*.conf, jail.local, jail.d/*.local, in the order
+fail2ban reads them: what the next reload applies), AIDE's database, the pending upgrades (the
+host's own package index, read only) and the dry run of unattended-upgrade, the ownership and modes of /opt/pynomaly and
 .env.production, and the modes of the PostgreSQL files the server uses. ONE round trip per host.
 
 Read-only: `apt-get -s` takes no lock and builds its cache in memory; the dry run of
@@ -23,9 +24,16 @@ from audit.outcomes import CouldNotAudit
 from audit.probes.network import file_command, file_text, split_rc, with_rc
 
 PACKAGES = ("fail2ban", "aide", "rkhunter", "unattended-upgrades")
-JAILS = ("sshd", "nginx-http-auth")
 JAIL_KEYS = ("bantime", "findtime", "maxretry", "logpath")
-JAIL_QUESTIONS = [(j, k) for j in JAILS for k in JAIL_KEYS]
+DEFAULT_KEYS = ("bantime", "findtime", "maxretry")
+JAIL_DIR = "/etc/fail2ban"
+# every active jail's values, asked through one interactive client; the questions are printed first
+F2B_VALUES = ("jails=$($SUDO fail2ban-client status 2>/dev/null | sed -n 's/.*Jail list:[[:space:]]*//p' "
+              "| tr -d ' ' | tr ',' ' '); q=$(for j in $jails; do for k in " + " ".join(JAIL_KEYS) + "; do "
+              "echo \"get $j $k\"; done; done); [ -n \"$q\" ] || exit 0; printf '%s\\n' \"$q\" | sed 's/^/asked /'; "
+              "printf '%s\\n' \"$q\" | $SUDO fail2ban-client -i 2>&1")
+F2B_FILES = (f"for f in {JAIL_DIR}/jail.d/*.conf {JAIL_DIR}/jail.local {JAIL_DIR}/jail.d/*.local; do "
+             "[ -f \"$f\" ] && { echo \"### file $f\"; $SUDO cat \"$f\" || echo 'cannot read'; }; done; true")
 PG_FILES = {"pg_conf_mode": "SEC-PG-CONF-MODE", "pg_hba_mode": "SEC-PG-HBA-MODE"}  # value rows: key -> requirement
 
 
@@ -71,6 +79,42 @@ def fail2ban_answers(text: str, asked: list[tuple[str, str]]) -> dict[str, dict[
     answers = text.split("fail2ban> ")[1:len(asked) + 1]  # after the last one: the EOF complaint
     lines = [f"{j} {k} {' '.join(a.split())}" for (j, k), a in zip(asked, answers, strict=False)]
     return fail2ban_values("\n".join(lines))
+
+
+def asked_answers(text: str) -> dict[str, dict[str, str]]:
+    """F2B_VALUES' output: "asked get JAIL KEY" lines, then the interactive client's answers."""
+    asked = [tuple(line.split()[2:4]) for line in text.splitlines() if line.startswith("asked get ")]
+    rest = "\n".join(line for line in text.splitlines() if not line.startswith("asked "))
+    return fail2ban_answers(rest, [a for a in asked if len(a) == 2])
+
+
+def jail_files(text: str) -> list[tuple[str, str]]:
+    """F2B_FILES' output -> [(path, text)] in the order fail2ban reads them."""
+    parts = re.split(r"^### file (\S+)\n", text, flags=re.M)
+    return [(parts[i], parts[i + 1]) for i in range(1, len(parts) - 1, 2)]
+
+
+def merged_sections(files: list[tuple[str, str]]) -> dict[str, dict[str, str]]:
+    """The sections of several jail files, a later file's key winning (fail2ban's order)."""
+    out: dict[str, dict[str, str]] = {}
+    for _, text in files:
+        try:
+            sections = ini_sections(text)
+        except configparser.Error:
+            continue
+        for name, items in sections.items():
+            out.setdefault(name, {}).update(items)
+    return out
+
+
+def seconds_of(value: str | None) -> str | None:
+    """A fail2ban time ("3600", "10m", "1h") in seconds, as `fail2ban-client get` prints it."""
+    if value is None:
+        return None
+    m = re.fullmatch(r"\s*(-?\d+)\s*(s|m|h|d|w)?\s*", str(value))
+    if not m:
+        return str(value).strip()
+    return str(int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2) or "s"])
 
 
 def ini_sections(text: str) -> dict[str, dict[str, str]]:
@@ -149,17 +193,45 @@ class HardeningFacts:
     not_owned: tuple[str, ...] = ()              # under the app dir, not owned by the guide's owner (first 20)
     open_to_others: tuple[str, ...] = ()         # under the app dir, granting others anything (first 20)
     pg_files: dict[str, str] = field(default_factory=dict)  # "postgresql.conf"/"pg_hba.conf" -> path in use
+    jail_file_texts: tuple[tuple[str, str], ...] = ()  # (path, text) of the jail files, in fail2ban's order
+
+    def _on_disk(self, jail: str, key: str) -> str | None:
+        """A jail's key as its files set it: its own section, else [DEFAULT] (jail.conf aside)."""
+        value = self.jail_sections.get(jail, {}).get(key, self.jail_sections.get("DEFAULT", {}).get(key))
+        return seconds_of(value) if key in ("bantime", "findtime") else value
 
     def jail_sides(self, name: str) -> dict[str, Reading]:
-        """A jail as the daemon runs it (active, its log and retries: fail2ban-client) and as
-        jail.local declares it (enabled, port, filter)."""
+        """A jail as the daemon runs it (active, its times, retries and log: fail2ban-client) and as
+        its files declare it (the same keys, and the port and filter the daemon does not tell)."""
         live = self.jail_values.get(name, {})
-        section = (self.jail_local or {}).get(name, {})
-        running = {"enabled": str(name in self.jails).lower(), "logpath": live.get("logpath"),
-                   "maxretry": live.get("maxretry")}
-        on_disk = {k: section.get(k) for k in ("enabled", "port", "filter")}
+        running = {"enabled": str(name in self.jails).lower(), **{k: live.get(k) for k in JAIL_KEYS}}
+        on_disk = {k: self._on_disk(name, k) for k in ("enabled", "port", "filter", *JAIL_KEYS)}
+        files = ", ".join(path for path, _ in self.jail_file_texts) or f"{guide.FAIL2BAN_JAIL} (missing)"
         return {RUNNING: Reading(running, running, "fail2ban-client status / get"),
-                ON_DISK: Reading(on_disk, on_disk, guide.FAIL2BAN_JAIL)}
+                ON_DISK: Reading(on_disk, on_disk, files)}
+
+    def default_sides(self) -> dict[str, Reading]:
+        """[DEFAULT] bantime/findtime/maxretry: as the files set them, and as the daemon runs them
+        in each active jail whose own section does not set the key (it inherits the default)."""
+        inherited = {j: {k: self.jail_values.get(j, {}).get(k) for k in DEFAULT_KEYS
+                         if k not in self.jail_sections.get(j, {})} for j in self.jails}
+        values: dict[str, set] = {}
+        for items in inherited.values():
+            for k, v in items.items():
+                values.setdefault(k, set()).add(v)
+        running = {k: (next(iter(v)) if len(v) == 1 else sorted(map(str, v))) for k, v in values.items()}
+        default = self.jail_sections.get("DEFAULT", {})
+        on_disk = {k: seconds_of(default.get(k)) if k != "maxretry" else default.get(k) for k in DEFAULT_KEYS}
+        files = ", ".join(path for path, _ in self.jail_file_texts) or f"{guide.FAIL2BAN_JAIL} (missing)"
+        out = {ON_DISK: Reading(on_disk, on_disk, f"[DEFAULT] of {files}")}
+        if running:
+            out = {RUNNING: Reading({j: v for j, v in inherited.items() if v}, running,
+                                    "fail2ban-client get, in the jails that inherit the default"), **out}
+        return out
+
+    @property
+    def jail_sections(self) -> dict[str, dict[str, str]]:
+        return merged_sections(list(self.jail_file_texts))
 
     def tree(self, path: str, attribute: str) -> dict[str, str]:
         """`path`'s owner or mode ("missing" when it is not there), and every path under it that
@@ -199,7 +271,6 @@ class HardeningFacts:
 
 def commands(roles, owner: str, aide_db: str, env_file: str) -> dict[str, str]:
     """What this area reads from a host (by its roles)."""
-    asked = "".join(f"get {j} {k}\\n" for j, k in JAIL_QUESTIONS)
     user, group = owner.split(":")
     app = shlex.quote(guide.APP_DIR)
     cmds = {
@@ -208,8 +279,9 @@ def commands(roles, owner: str, aide_db: str, env_file: str) -> dict[str, str]:
                     + " ".join(PACKAGES) + "; fi",
         "f2b_ping": "$SUDO fail2ban-client ping 2>&1",
         "f2b_status": "$SUDO fail2ban-client status 2>&1",
-        "f2b_values": f"printf '{asked}' | $SUDO fail2ban-client -i 2>&1",  # one client for every value
+        "f2b_values": F2B_VALUES,  # one client for every value of every active jail
         "jail_local": file_command(guide.FAIL2BAN_JAIL),
+        "jail_files": F2B_FILES,
         "aide_db": f"$SUDO stat -c '%n %s' {shlex.quote(aide_db)}",
         # python-apt would write /var/cache/apt/*pkgcache.bin on a host without them: an apt
         # configuration (on tmpfs, removed after) keeps the package cache in memory. Two dry runs
@@ -252,11 +324,12 @@ def hardening(session, host) -> HardeningFacts:
     pg_files = stat_lines(out.get("pg_files", ""))
     return HardeningFacts(
         host=host.name, env_file=env_file, packages=installed_packages(out["packages"]), fail2ban_ping=out["f2b_ping"],
-        jails=tuple(fail2ban_jails(out["f2b_status"])), jail_values=fail2ban_answers(out["f2b_values"], JAIL_QUESTIONS),
+        jails=tuple(fail2ban_jails(out["f2b_status"])), jail_values=asked_answers(out["f2b_values"]),
         jail_local=ini_sections(jail_local) if jail_local is not None else None,
         aide_db={aide[0]: int(aide[1])} if len(aide) == 2 and aide[1].isdigit() else {},
         dry_run=out["unattended"].strip(), index_files=tuple(apt_index_files(out["apt_lists"])),
         simulate=simulate, simulate_rc=rc, files={**stat_lines(out.get("app_stat", "")), **pg_files},
         not_owned=tuple(out.get("app_wrong_owner", "").splitlines()),
         open_to_others=tuple(out.get("app_others", "").splitlines()),
-        pg_files={p.rsplit("/", 1)[-1]: p for p in pg_files})
+        pg_files={p.rsplit("/", 1)[-1]: p for p in pg_files},
+        jail_file_texts=tuple(jail_files(out["jail_files"])))

@@ -356,15 +356,96 @@ def test_pending_upgrades_need_an_index_and_a_simulation():
         hardening(index_files=index, simulate="E: Could not open lock file", simulate_rc=100).pending()
 
 
-def test_jail_sides():
-    f = hardening(jails=("sshd",), jail_values={"sshd": {"logpath": "/var/log/auth.log", "maxretry": "3"}},
-                  jail_local={"sshd": {"enabled": "true", "port": "ssh", "filter": "sshd"}})
+# captured on the reference cache2: F2B_VALUES and F2B_FILES
+F2B_VALUES_OUT = """asked get nginx-http-auth bantime
+asked get nginx-http-auth findtime
+asked get nginx-http-auth maxretry
+asked get nginx-http-auth logpath
+asked get sshd bantime
+asked get sshd findtime
+asked get sshd maxretry
+asked get sshd logpath
+Fail2Ban v1.0.2 reads log file that contains password failure report
+and bans the corresponding IP addresses using firewall rules.
+
+fail2ban> 3600
+fail2ban> 600
+fail2ban> 3
+fail2ban> Current monitored log file(s):
+`- /var/log/nginx/error.log
+fail2ban> 3600
+fail2ban> 600
+fail2ban> 3
+fail2ban> Current monitored log file(s):
+`- /var/log/auth.log
+fail2ban> 2026-11-27 16:33:55,787 fail2ban                [30075]: ERROR   EOF when reading a line
+"""
+F2B_FILES_OUT = """### file /etc/fail2ban/jail.d/defaults-debian.conf
+[sshd]
+enabled = true
+### file /etc/fail2ban/jail.local
+# /etc/fail2ban/jail.local (guide: Security Hardening > System Security)
+[DEFAULT]
+bantime = 3600
+findtime = 600
+maxretry = 3
+
+[sshd]
+enabled = true
+port = ssh
+filter = sshd
+logpath = /var/log/auth.log
+maxretry = 3
+
+[nginx-http-auth]
+enabled = true
+filter = nginx-http-auth
+logpath = /var/log/nginx/error.log
+maxretry = 3
+"""
+
+
+def f2b(values: str = F2B_VALUES_OUT, files: str = F2B_FILES_OUT, jails=("nginx-http-auth", "sshd")):
+    from audit.probes.hardening import asked_answers, jail_files
+
+    return hardening(jails=jails, jail_values=asked_answers(values), jail_file_texts=tuple(jail_files(files)))
+
+
+def test_every_jail_running_and_in_its_files_agree():
+    from audit.judge import same
+
+    f = f2b()
+    assert f.jail_values["sshd"] == {"bantime": "3600", "findtime": "600", "maxretry": "3",
+                                     "logpath": "/var/log/auth.log"}
     sides = f.jail_sides("sshd")
-    assert sides[RUNNING].value == {"enabled": "true", "logpath": "/var/log/auth.log", "maxretry": "3"}
-    assert sides[ON_DISK].value == {"enabled": "true", "port": "ssh", "filter": "sshd"}
-    stopped = hardening(jail_local={"sshd": {"enabled": "true"}}).jail_sides("sshd")
-    assert stopped[RUNNING].value["enabled"] == "false"
-    assert hardening().jail_sides("sshd")[ON_DISK].value == {"enabled": None, "port": None, "filter": None}
+    assert sides[RUNNING].value == {"enabled": "true", "bantime": "3600", "findtime": "600", "maxretry": "3",
+                                    "logpath": "/var/log/auth.log"}
+    assert sides[ON_DISK].value == {"enabled": "true", "port": "ssh", "filter": "sshd", "bantime": "3600",
+                                    "findtime": "600", "maxretry": "3", "logpath": "/var/log/auth.log"}
+    assert same(sides[RUNNING].value, sides[ON_DISK].value)
+    assert "jail.d/defaults-debian.conf, /etc/fail2ban/jail.local" in sides[ON_DISK].where
+    defaults = f.default_sides()
+    # maxretry: both jails set their own, none inherits it; bantime/findtime: both inherit
+    assert defaults[RUNNING].value == {"bantime": "3600", "findtime": "600"}
+    assert defaults[ON_DISK].value == {"bantime": "3600", "findtime": "600", "maxretry": "3"}
+    assert same(defaults[RUNNING].value, defaults[ON_DISK].value)
+
+
+def test_a_live_change_and_a_file_not_reloaded_differ():
+    from audit.judge import same
+
+    live = f2b(F2B_VALUES_OUT.replace("fail2ban> 3\nfail2ban> Current monitored log file(s):\n`- /var/log/auth",
+                                      "fail2ban> 10\nfail2ban> Current monitored log file(s):\n`- /var/log/auth"))
+    sides = live.jail_sides("sshd")
+    assert sides[RUNNING].value["maxretry"] == "10"
+    assert not same(sides[RUNNING].value, sides[ON_DISK].value)
+    edited = f2b(files=F2B_FILES_OUT.replace("findtime = 600", "findtime = 1m"))
+    assert edited.default_sides()[ON_DISK].value["findtime"] == "60"
+    assert not same(edited.default_sides()[RUNNING].value, edited.default_sides()[ON_DISK].value)
+    stopped = f2b(values="", jails=())
+    assert stopped.jail_sides("sshd")[RUNNING].value["enabled"] == "false"
+    assert list(stopped.default_sides()) == [ON_DISK]  # no jail runs: only the files
+    assert hardening().jail_sides("sshd")[ON_DISK].value["port"] is None
 
 
 def test_file_modes_as_value_rows():

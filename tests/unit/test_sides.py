@@ -95,3 +95,13 @@ def test_matrix_carries_sides_per_requirement_both_directions():
                                          (["on disk only", "running only"], "running only + on disk only")])
 def test_mixed_kinds_are_listed(kinds, word):
     assert combine_sides(kinds) == word
+
+
+def test_mappings_agree_on_the_keys_both_sides_read():
+    from audit.judge import same
+
+    assert same({"maxretry": "3", "logpath": "/var/log/auth.log"}, {"maxretry": "3", "port": "ssh"})
+    assert not same({"maxretry": "10"}, {"maxretry": "3", "port": "ssh"})
+    assert not same({"a": 1}, {"b": 1})  # nothing in common: nothing agrees
+    assert same([1, 2], [1, 2])
+    assert not same([1, 2], [2, 1])
