@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from audit import guide
+from audit.judge import ON_DISK, RUNNING, Reading
 from audit.marks import per_requirement
 from audit.probes.network import INTERNAL_ONLY, expected_ports, public_ports_allowed
 
@@ -67,14 +68,24 @@ def check_ufw_allows_web(judge, server, firewall, req_id):
 
 # ---------------------------------------------------------------- exposure, from outside and inside
 
+def _opening(firewall, selected, wrong) -> dict:
+    """ufw's rules that `selected` picks, and those of them that are `wrong`, as they run and as
+    ufw's files set them (the next reload or boot)."""
+    return firewall.ufw_sides(lambda s: {"rules": [str(r) for r in s.rules if selected(r)],
+                                         "beyond the deployment network": [str(r) for r in s.rules
+                                                                           if selected(r) and wrong(r)]})
+
+
 def _internal_only(judge, server, firewall, exposure) -> None:
     want = judge.expected
     probes = {port: exposure.of(server.name, port) for port in expected_ports(want)}
     judge.each({f"{port} from the runner": a["outside"] for port, a in probes.items()}, lambda a: not a.open,
                what="internal-only port answers from outside the deployment network", expected=want["from_outside"])
     if firewall.uses_ufw:
-        judge.each(firewall.ufw_rules(list(probes), want["proto"]), lambda r: firewall.internal(r.source),
-                   what=f"ufw rules opening {list(probes)}", expected="from the deployment network only")
+        judge.sides(_opening(firewall, lambda r: r.opens(list(probes), want["proto"]),
+                             lambda r: not firewall.internal(r.source)),
+                    lambda found: not found["beyond the deployment network"],
+                    what=f"ufw rules opening {list(probes)}", expected="from the deployment network only")
     judge.each({f"{port} from {a['inside'].vantage}": a["inside"] for port, a in probes.items()}, lambda a: a.open,
                what="internal-only port answers from inside the deployment network", expected=want["from_internal"])
 
@@ -109,9 +120,11 @@ def check_no_other_public_ports(judge, server, firewall, exposure):
     allowed = public_ports_allowed(server.roles, judge.expected)
     internal = {p for req in INTERNAL_ONLY for p in expected_ports(judge.expected_of(req))}
     if firewall.uses_ufw:
-        judge.each(firewall.ufw_rules(), lambda r: not r.allows or firewall.internal(r.source)
-                   or r.opens_only(set(allowed) | internal),
-                   what="ufw rules opening ports to the world", expected=f"only {allowed} (internal-only ports inside)")
+        judge.sides(_opening(firewall, lambda r: r.allows, lambda r: not firewall.internal(r.source)
+                             and not r.opens_only(set(allowed) | internal)),
+                    lambda found: not found["beyond the deployment network"],
+                    what="ufw rules opening ports to the world",
+                    expected=f"only {allowed} (internal-only ports inside)")
     answers = exposure.public_answers(server.name)
     judge.that(not any(a.open for a in answers.values()), what="other listening ports answering from the runner",
                found={"listening": firewall.open_ports(), "probed from the runner": answers},
@@ -123,10 +136,10 @@ def check_no_other_public_ports(judge, server, firewall, exposure):
 @pytest.mark.roles(guide.IPTABLES_GROUP)
 @pytest.mark.requirement("NET-IPTABLES-INPUT-RULES")
 def check_iptables_input_rules(judge, server, firewall):
-    """"sudo iptables -A INPUT -i lo -j ACCEPT ... -A INPUT -j DROP" (hosts without ufw)."""
-    missing = firewall.missing_input_rules(judge.expected["rules"])
-    judge.that(not missing, what="iptables INPUT chain", found={**firewall.input_chain(), "missing": missing},
-               expected=judge.expected["rules"], where="iptables-save")
+    """"sudo iptables -A INPUT -i lo -j ACCEPT ... -A INPUT -j DROP" (hosts without ufw): as the
+    kernel runs them (iptables-save) and as saved in /etc/iptables/rules.v4 (what the next boot loads)."""
+    judge.sides(firewall.input_sides(judge.expected["rules"], judge.expected_of("NET-IPTABLES-RULES-SAVED")["path"]),
+                lambda chain: not chain["missing"], what="iptables INPUT chain", expected=judge.expected["rules"])
 
 
 @pytest.mark.roles(guide.IPTABLES_GROUP)
@@ -134,6 +147,8 @@ def check_iptables_input_rules(judge, server, firewall):
 def check_iptables_rules_saved(judge, server, firewall):
     """"sudo iptables-save > /etc/iptables/rules.v4": saved, and the same as the running rules."""
     running = firewall.input_chain()
-    judge.that(firewall.input_chain(saved=True) == running, what="INPUT chain saved",
-               found=firewall.input_chain(saved=True), expected=running, where=judge.expected["path"],
-               why="the saved rules differ from the running ones")
+    sides = {RUNNING: Reading(running, running, "iptables-save")}
+    saved = firewall.input_chain(saved=True)
+    sides[ON_DISK] = Reading(saved if saved is not None else "missing, or no INPUT chain in it", saved,
+                             judge.expected["path"])
+    judge.sides(sides, lambda chain: chain == running, what="INPUT chain saved", expected="the running INPUT chain")

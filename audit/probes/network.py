@@ -373,6 +373,20 @@ class FirewallFacts:
     def missing_input_rules(self, expected_rules: list[str]) -> list[str]:
         return iptables_missing_rules(self.iptables_text, expected_rules)
 
+    def input_sides(self, expected_rules: list[str], saved_path: str = guide.IPTABLES_RULES) -> dict[str, Reading]:
+        """The INPUT chain as the kernel runs it and as saved (the rules file netfilter-persistent
+        loads at boot), each with the guide's rules it lacks."""
+        out = {}
+        for side, text, where in ((RUNNING, self.iptables_text, "iptables-save"),
+                                  (ON_DISK, self.saved_text, saved_path)):
+            chain = self.input_chain(saved=side == ON_DISK)
+            if chain is None:
+                out[side] = Reading(f"{saved_path} is missing or holds no INPUT chain", None, where)
+                continue
+            missing = iptables_missing_rules(text or "", expected_rules)
+            out[side] = Reading({**chain, "missing": missing}, {**chain, "missing": missing}, where)
+        return out
+
     def rules(self) -> dict[str, Rule]:
         """The port rules of the host's firewall, named "side: rule": ufw's (running and on disk),
         or on an iptables host the INPUT chain's (running and saved)."""

@@ -473,3 +473,21 @@ def test_app_tree_owner_and_mode():
     assert bad.tree("/opt/pynomaly", "owner")["/opt/pynomaly/docker-compose.prod.yml"] == "another owner"
     assert bad.tree("/opt/pynomaly", "mode")["/opt/pynomaly/.env.production"] == "open to others"
     assert hardening().tree("/opt/pynomaly", "mode") == {"/opt/pynomaly": "missing"}
+
+
+def test_iptables_input_sides_running_and_saved():
+    from audit.judge import ON_DISK, RUNNING, same
+
+    host = facts(side(()), uses_ufw=False, iptables_text=IPTABLES_OK, saved_text=IPTABLES_OK)
+    sides = host.input_sides(GUIDE_RULES)
+    assert sides[RUNNING].value["missing"] == sides[ON_DISK].value["missing"] == []
+    assert same(sides[RUNNING].value, sides[ON_DISK].value)
+    no_https = IPTABLES_OK.replace("-A INPUT -p tcp -m tcp --dport 443 -j ACCEPT\n", "")
+    live = facts(side(()), uses_ufw=False, iptables_text=no_https, saved_text=IPTABLES_OK).input_sides(GUIDE_RULES)
+    assert live[RUNNING].value["missing"] == ["-A INPUT -p tcp --dport 443 -j ACCEPT"]  # deleted live, not saved
+    assert live[ON_DISK].value["missing"] == []
+    saved = facts(side(()), uses_ufw=False, iptables_text=IPTABLES_OK, saved_text=no_https).input_sides(GUIDE_RULES)
+    assert saved[ON_DISK].value["missing"] == ["-A INPUT -p tcp --dport 443 -j ACCEPT"]  # the file, not restored
+    gone = facts(side(()), uses_ufw=False, iptables_text=IPTABLES_OK).input_sides(GUIDE_RULES)
+    assert gone[ON_DISK].value is None
+    assert "missing" in gone[ON_DISK].shown
