@@ -139,7 +139,7 @@ class Drift:
 # or trip over the other's (a recreated container loses the other's edit and its backup).
 SHARED = {
     "app-3": ("app-replica-unhealthy", "app-replica-root-staging", "app-replica-gunicorn-flags",
-              "app-image-expose-9000", "app-restart-policy-always"),
+              "app-image-expose-9000", "app-restart-policy-always", "app-env-not-persisted"),
     "app-2": ("perf-db-pool-shrunk", "perf-redis-pool-no-keepalive", "perf-cache-db0-60s",
               "perf-rate-limit-in-memory", "perf-logging-debug", "perf-jwt-hs512-1day",
               "perf-secret-key-placeholder"),
@@ -164,7 +164,11 @@ ALONE = ("app-replica-stopped", "arch-app-instance-stopped", "pg-password-placeh
          "rate-login-burst",  # its burst spends the runner's rate-limit budget: public checks could not audit
          # the runner cannot verify the server's certificate: every public HTTPS check could not audit
          "tls-chain-incomplete", "tls-cert-self-signed", "tls-cert-wrong-name",
-         "arch-replica-no-hot-standby")  # db2 refuses every connection: its PostgreSQL facts could not audit
+         "arch-replica-no-hot-standby",  # db2 refuses every connection: its PostgreSQL facts could not audit
+         # running vs on disk: another drift's reload would load the file (not-reloaded) or revert the
+         # live change (not-persisted) of these
+         "nginx-not-persisted", "prometheus-not-persisted", "prometheus-not-reloaded", "pg-not-persisted",
+         "ufw-not-persisted")
 # Drifts that break what a check of another requirement reads, without breaking that requirement
 # (the check cannot judge it and says so): in a batch, those checks are this drift's to judge.
 DISTURBS = {

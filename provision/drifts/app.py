@@ -247,6 +247,15 @@ DRIFTS: tuple[Drift, ...] = (
     Drift("env-log-level-debug", ("APP-ENV-LOG-LEVEL",),
           f"web1: LOG_LEVEL=DEBUG in {ENV_FILE}",
           *edit_file("web1", ENV_FILE, "'s/^LOG_LEVEL=INFO$/LOG_LEVEL=DEBUG/'", "true", "env-log-level")),
+    # running vs on disk (issue 19)
+    Drift("app-env-not-reloaded", ("APP-ENV-RATE-LIMIT-WINDOW",),
+          f"web1: RATE_LIMIT_WINDOW=60 in {ENV_FILE}, the app not restarted (its instances still run 3600)",
+          *edit_file("web1", ENV_FILE, "'s/^RATE_LIMIT_WINDOW=3600$/RATE_LIMIT_WINDOW=60/'", "true",
+                     "app-env-not-reloaded")),
+    Drift("app-env-not-persisted", ("APP-ENV-LOG-LEVEL",),
+          f"{REPLICA_NAME} recreated with LOG_LEVEL=DEBUG ({ENV_FILE} still says INFO: the next restart "
+          "from the file reverts it)",
+          *_recreated(env={"LOG_LEVEL": "DEBUG"})),
     Drift("env-placeholder-secret", ("APP-ENV-SECRETS",),
           f"web1: SMTP_PASSWORD=secure_password_here (a guide placeholder) in {ENV_FILE}",
           *edit_file("web1", ENV_FILE, "'s/^SMTP_PASSWORD=.*/SMTP_PASSWORD=secure_password_here/'", "true",

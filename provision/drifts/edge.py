@@ -21,6 +21,7 @@ from . import BACKUPS, NGINX_RELOAD, Ctx, Drift, crontab_edit, edit_file, preten
 CONF = "/etc/nginx/nginx.conf"
 LIVE = f"/etc/letsencrypt/live/{PUBLIC_NAME}"
 HTTPS_SERVER = r"/listen 443/,/location/"  # the HTTPS server's own directives, before its first location
+KEEPALIVE_30 = "'s/keepalive_timeout 65;/keepalive_timeout 30;/'"
 
 
 def nginx(name: str, ids: tuple[str, ...], description: str, sed: str, reload: str = NGINX_RELOAD) -> Drift:
@@ -48,6 +49,24 @@ def nginx_with_cleanup(name: str, ids: tuple[str, ...], description: str, sed: s
 def drop_header(name: str, req: str, header: str) -> Drift:
     return nginx(name, (req,), f"{header} dropped from the HTTPS server (still in /static/)",
                  f"'{HTTPS_SERVER}{{/{header}/d}}'")
+
+
+def live_only(host: str, path: str, sed: str, reload: str, name: str, settle: str = "sleep 2") -> tuple:
+    """apply/heal pair of a change made live and never written down: edit the file, reload, wait
+    (`settle`), put the original back (`cp -p`: its old mtime, a new ctime) without reloading, so
+    that the service runs what no file says and the next reload or restart reverts it. The heal
+    reloads the file's own configuration."""
+    backup = f"{BACKUPS}/{name}.live"
+
+    def apply(ctx: Ctx) -> None:  # reloaded now, not deferred: the file is put back right after
+        ctx.sh(host, f"mkdir -p {BACKUPS} && cp -p {path} {backup} && sed -i {sed} {path} && ! cmp -s {path} {backup}"
+                     f" && {reload} && {settle} && cp -p {backup} {path}")
+
+    def heal(ctx: Ctx) -> None:
+        ctx.sh(host, f"if [ -f {backup} ]; then cp -p {backup} {path} && rm -f {backup}; fi")
+        ctx.reload(host, reload)
+
+    return apply, heal
 
 
 # ---------------------------------------------------------------- certificates
@@ -213,6 +232,17 @@ DRIFTS: tuple[Drift, ...] = (
           "'s/zone=login burst=3 nodelay/zone=login burst=30 nodelay/'"),
     drop_header("hdr-no-hsts", "HDR-HSTS", "Strict-Transport-Security"),
     drop_header("hdr-no-nosniff", "HDR-X-CONTENT-TYPE-OPTIONS", "X-Content-Type-Options"),
+    # running vs on disk (issue 19)
+    Drift("nginx-not-reloaded", ("NGINX-KEEPALIVE-TIMEOUT",),
+          "web1: keepalive_timeout 30 in nginx.conf, not reloaded (NGINX still runs 65: a pending reload); "
+          "the heal reloads (the file put back is newer than the workers)",
+          edit_file("web1", CONF, KEEPALIVE_30, "true", "nginx-not-reloaded")[0],
+          edit_file("web1", CONF, KEEPALIVE_30, NGINX_RELOAD, "nginx-not-reloaded")[1]),
+    Drift("nginx-not-persisted", ("HDR-X-CONTENT-TYPE-OPTIONS",),
+          "web1: X-Content-Type-Options dropped from the HTTPS server and reloaded, then nginx.conf put back "
+          "without a reload (NGINX serves what no file says; the next reload reverts it)",
+          *live_only("web1", CONF, f"'{HTTPS_SERVER}{{/X-Content-Type-Options/d}}'", NGINX_RELOAD,
+                     "nginx-not-persisted")),
     drop_header("hdr-no-xss", "HDR-X-XSS-PROTECTION", "X-XSS-Protection"),
     drop_header("hdr-no-referrer-policy", "HDR-REFERRER-POLICY", "Referrer-Policy"),
     nginx("tls-weak-cipher", ("TLS-CIPHERS-TLS12",), "ECDHE-RSA-AES128-SHA (CBC, SHA-1) added to ssl_ciphers",

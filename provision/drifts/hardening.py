@@ -57,6 +57,16 @@ DRIFTS: tuple[Drift, ...] = (
     Drift("fail2ban-default-bantime", ("SEC-FAIL2BAN-DEFAULTS",),
           "cache2: jail.local [DEFAULT] bantime = 600 (guide: 3600; file only, daemon not reloaded)",
           _defaults_apply, _defaults_heal),
+    # running vs on disk (issue 19)
+    Drift("fail2ban-not-reloaded", ("SEC-FAIL2BAN-DEFAULTS",),
+          "cache3: jail.local [DEFAULT] findtime = 60, not reloaded (the jails still run findtime 600)",
+          *edit_file("cache3", "/etc/fail2ban/jail.local", "'0,/^findtime = 600$/s//findtime = 60/'", "true",
+                     "fail2ban-not-reloaded")),
+    Drift("fail2ban-not-persisted", ("SEC-FAIL2BAN-SSHD-JAIL",),
+          "cache1: fail2ban-client set sshd maxretry 10 (live only: jail.local still says 3, the next reload "
+          "reverts it)",
+          lambda c: c.sh("cache1", "fail2ban-client set sshd maxretry 10 >/dev/null"),
+          lambda c: c.sh("cache1", "fail2ban-client set sshd maxretry 3 >/dev/null")),
     Drift("fail2ban-nginx-jail-stopped", ("SEC-FAIL2BAN-NGINX-HTTP-AUTH-JAIL",),
           "web1: fail2ban-client stop nginx-http-auth",
           lambda c: c.sh("web1", "fail2ban-client stop nginx-http-auth >/dev/null"),

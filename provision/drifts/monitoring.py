@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..ui import step
 from . import BACKUPS, PROM_RELOAD, Drift, edit_file
+from .edge import live_only
 
 HOST = "web1"
 CONFIG = "/etc/prometheus/prometheus.yml"
@@ -116,6 +117,16 @@ DRIFTS: tuple[Drift, ...] = (
           "web1: HighErrorRate 'for: 5m' changed to 'for: 1m', Prometheus reloaded",
           *edit_file(HOST, RULES, r"'/alert: HighErrorRate/,/for:/s/for: 5m/for: 1m/'", RELOAD,
                      "prometheus-rule-for")),
+    # running vs on disk (issue 19)
+    Drift("prometheus-not-reloaded", ("MON-PROM-JOB-NGINX",),
+          "web1: scrape job nginx targets localhost:9114 in prometheus.yml, not reloaded (Prometheus still "
+          "scrapes localhost:9113)",
+          *edit_file(HOST, CONFIG, "'s/localhost:9113/localhost:9114/'", "true", "prometheus-not-reloaded")),
+    Drift("prometheus-not-persisted", ("MON-ALERT-HIGH-ERROR-RATE",),
+          "web1: HighErrorRate 'for: 5m' changed to 'for: 1m' and Prometheus reloaded, then the rules file put "
+          "back without a reload (the loaded rule is what no file says; the next reload reverts it)",
+          *live_only(HOST, RULES, r"'/alert: HighErrorRate/,/for:/s/for: 5m/for: 1m/'", RELOAD,
+                     "prometheus-not-persisted", settle="true")),
     Drift("prometheus-rule-quantile", ("MON-ALERT-HIGH-RESPONSE-TIME",),
           "web1: HighResponseTime uses the 99th percentile instead of the 95th, Prometheus reloaded",
           *edit_file(HOST, RULES, r"'/alert: HighResponseTime/,/expr:/s/quantile(0.95,/quantile(0.99,/'", RELOAD,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import Drift
+from . import Drift, edit_file
 
 WIDE = "172.28.77.0/24"  # wider than the deployment's /25: still lets the runner (.254) in
 INTERNAL = "172.28.77.0/25"  # the deployment network
@@ -59,6 +59,17 @@ DRIFTS: tuple[Drift, ...] = (
     Drift("ufw-http-narrowed", ("NET-UFW-ALLOW-HTTP",),
           f"web1: 80/tcp allowed from {WIDE} only, not from anywhere",
           *_narrowed("web1", 80)),
+    # running vs on disk (issue 19)
+    Drift("ufw-not-reloaded", ("NET-UFW-ALLOW-HTTP",),
+          "web1: the allow 80/tcp rule deleted from /etc/ufw/user.rules, ufw not reloaded (the kernel still "
+          "allows 80; the next reload or boot drops it)",
+          *edit_file("web1", "/etc/ufw/user.rules", "'/^-A ufw-user-input -p tcp --dport 80 -j ACCEPT$/d'", "true",
+                     "ufw-not-reloaded")),
+    Drift("ufw-not-persisted", ("NET-UFW-ALLOW-HTTP",),
+          "web1: iptables -D ufw-user-input -p tcp --dport 80 -j ACCEPT (live only: user.rules still allows 80, "
+          "the next ufw reload restores it)",
+          lambda c: c.sh("web1", "iptables -D ufw-user-input -p tcp --dport 80 -j ACCEPT"),
+          lambda c: c.sh("web1", "ufw reload >/dev/null")),
     Drift("ufw-https-narrowed", ("NET-UFW-ALLOW-HTTPS",),
           f"web1: 443/tcp allowed from {WIDE} only, not from anywhere",
           *_narrowed("web1", 443)),

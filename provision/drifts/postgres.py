@@ -258,5 +258,31 @@ HEALTH_DRIFTS = (
           f"db2: {BUSY_CONNECTIONS} idle sessions (pg_sleep) of max_connections 200 (> 80%)", _busy_apply, _busy_heal),
 )
 
+def _live_only_apply(c: Ctx) -> None:
+    """log_checkpoints off for the running server only: set, reload, seen, then the file's value
+    restored without a reload (pg_file_settings says on, not applied)."""
+    psql(c, "db1", "ALTER SYSTEM SET log_checkpoints = 'off'; SELECT pg_reload_conf();")
+    wait_for(c, "db1", "SHOW log_checkpoints", "off")
+    psql(c, "db1", "ALTER SYSTEM RESET log_checkpoints;")
+
+
+def _live_only_heal(c: Ctx) -> None:
+    psql(c, "db1", "ALTER SYSTEM RESET log_checkpoints; SELECT pg_reload_conf();")
+    wait_for(c, "db1", "SHOW log_checkpoints", "on")
+
+
+# running vs on disk (issue 19)
+SIDES_DRIFTS = (
+    Drift("pg-not-reloaded", ("PG-WORK-MEM",),
+          "db1: ALTER SYSTEM SET work_mem = '4MB', not reloaded (the server still runs 256MB; "
+          "pg_file_settings shows 4MB not applied)",
+          lambda c: psql(c, "db1", "ALTER SYSTEM SET work_mem = '4MB';"),
+          lambda c: psql(c, "db1", "ALTER SYSTEM RESET work_mem;")),
+    Drift("pg-not-persisted", ("PG-LOG-CHECKPOINTS",),
+          "db1: log_checkpoints off in the running server only (ALTER SYSTEM, reload, then RESET without a "
+          "reload: the files say on, the next reload reverts it)",
+          _live_only_apply, _live_only_heal),
+)
+
 DRIFTS: tuple[Drift, ...] = (*SETTING_DRIFTS, *AUTH_DRIFTS, *GRANT_DRIFTS, *REPLICATION_DRIFTS, *SCHEMA_DRIFTS,
-                             *HEALTH_DRIFTS)
+                             *HEALTH_DRIFTS, *SIDES_DRIFTS)
