@@ -2,14 +2,16 @@
 Cluster, and the health check on memory. What is read, and how: audit/probes/redis.py.
 
 The single-value settings of redis.conf (port, protected-mode, maxmemory, maxmemory-policy,
-save) are catalogue rows judged by checks/values.py, running (CONFIG GET) and on disk.
+save) are catalogue rows judged by checks/values.py, running (CONFIG GET) and on disk; the cluster
+nodes carry the same settings (and bind), judged here node by node, running and in each node's file.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from audit.probes.redis import affinity_findings, bind_findings, myself, topology_findings
+from audit.marks import per_requirement
+from audit.probes.redis import affinity_findings, bind_findings, comparable, myself, topology_findings
 
 # ---------------------------------------------------------------- redis.conf
 
@@ -91,6 +93,38 @@ def check_cluster_slots_all_assigned(judge, server, redis_cluster):
     seen = {p: {k: int(v.info.get(f"cluster_{k}", -1)) for k in want}
             for (h, p), v in redis_cluster.answering(server.name).items()}
     judge.each(seen, lambda s: s == want, what="cluster slots")
+
+
+# the guide's redis.conf settings that every cluster node carries too (its own port aside)
+NODE_SETTINGS = {"REDIS-PROTECTED-MODE": "protected-mode", "REDIS-MAXMEMORY": "maxmemory",
+                 "REDIS-MAXMEMORY-POLICY": "maxmemory-policy", "REDIS-SAVE-SCHEDULE": "save"}
+
+
+def _each_node(judge, server, redis_cluster, key: str, ok, what: str) -> None:
+    nodes = redis_cluster.answering(server.name)
+    if not nodes:
+        judge.fail(f"no cluster node of {server.name} answers: its {key} cannot be read")
+    for (_, port), view in sorted(nodes.items()):
+        judge.sides(view.sides(key), ok, what=f"{what} of the cluster node on port {port}")
+
+
+@pytest.mark.roles("redis_cluster")
+@per_requirement(*NODE_SETTINGS)
+def check_cluster_node_settings(judge, server, redis_cluster, req_id):
+    """The guide's redis.conf settings (protected-mode, maxmemory, maxmemory-policy, save) on every
+    cluster node of this host: as it runs them (CONFIG GET) and as its file sets them (its next start)."""
+    key = NODE_SETTINGS[req_id]
+    want = comparable(key, judge.expected)
+    _each_node(judge, server, redis_cluster, key, lambda found: found == want, key)
+
+
+@pytest.mark.roles("redis_cluster")
+@pytest.mark.requirement("REDIS-BIND")
+def check_cluster_node_bind(judge, server, redis_cluster):
+    """"bind 127.0.0.1 10.0.1.100" on every cluster node of this host, running and in its file."""
+    own = {addr for addr, host in redis_cluster.host_of.items() if host == server.name}
+    _each_node(judge, server, redis_cluster, "bind", lambda v: not bind_findings(v.split(), own),
+               f"bind (this host's addresses: {' '.join(sorted(own))})")
 
 
 @pytest.mark.requirement("REDIS-CLUSTER-SINGLE")

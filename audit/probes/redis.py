@@ -13,6 +13,7 @@ addresses, which the runner must not reach.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 import shlex
@@ -218,17 +219,33 @@ class RedisFacts:
 
     def sides(self, key: str) -> dict[str, Reading]:
         """`key` as it runs (CONFIG GET) and as the file sets it (read at the next restart)."""
-        out = {}
-        if self.running is not None and key in self.running:
-            out[RUNNING] = Reading(self.running[key], _safe_comparable(key, self.running[key]),
-                                   f"CONFIG GET {key} on port {self.port}")
-        if self.config_file:
-            value = self.file.get(key)
-            out[ON_DISK] = Reading(value, None if value is None else _safe_comparable(key, value), self.config_file)
-        return out
+        return config_sides(key, self.port, self.running, self.config_file, self.file)
 
     def norm(self, key: str, expected) -> object:
         return comparable(key, expected)
+
+
+def config_sides(key: str, port: int, running: dict | None, conf: str, file: dict) -> dict[str, Reading]:
+    """One instance's `key` as it runs (CONFIG GET) and as its file sets it (read at the next restart)."""
+    out = {}
+    if running is not None and key in running:
+        out[RUNNING] = Reading(running[key], _safe_comparable(key, running[key]), f"CONFIG GET {key} on port {port}")
+    if conf:
+        value = file.get(key)
+        out[ON_DISK] = Reading(value, None if value is None else _safe_comparable(key, value), conf)
+    return out
+
+
+def config_get(flat) -> dict[str, str] | None:
+    """CONFIG GET's answer (a flat list or a mapping) as a dict; None when Redis refused it."""
+    if isinstance(flat, RedisAnswer):
+        return None
+    return dict(flat.items()) if isinstance(flat, dict) else dict(zip(flat[0::2], flat[1::2], strict=False))
+
+
+def conf_command(conf: str) -> str:
+    """Read only the guide's directives of a Redis configuration file (never requirepass/masterauth)."""
+    return f"$SUDO grep -E '^[[:space:]]*({'|'.join(KEYS)})([[:space:]]|$)' {shlex.quote(conf)}" if conf else "true"
 
 
 def _safe_comparable(key: str, value):
@@ -259,15 +276,9 @@ def redis(session, host) -> RedisFacts:
     if isinstance(info, RedisAnswer) or isinstance(memory, RedisAnswer):
         refused = info if isinstance(info, RedisAnswer) else memory
         raise CouldNotAudit(host.name, f"Redis on port {port}", f"INFO refused: {refused}")
-    flat = access.redis_call(host, port, "CONFIG", "GET", *KEYS, password=login)
-    running = None if isinstance(flat, RedisAnswer) else (
-        dict(flat.items()) if isinstance(flat, dict) else dict(zip(flat[0::2], flat[1::2], strict=False)))
+    running = config_get(access.redis_call(host, port, "CONFIG", "GET", *KEYS, password=login))
     conf = info.get("config_file") or ""
-    keys = "|".join(KEYS)
-    facts = access.collect(host, {
-        "conf": f"$SUDO grep -E '^[[:space:]]*({keys})([[:space:]]|$)' {shlex.quote(conf)}" if conf else "true",
-        "addresses": "hostname -I 2>/dev/null || hostname -i",
-    })
+    facts = access.collect(host, {"conf": conf_command(conf), "addresses": "hostname -I 2>/dev/null || hostname -i"})
     if conf and not facts["conf"]:
         raise CouldNotAudit(host.name, f"Redis configuration file {conf}",
                             "not readable by the audit account (or it sets none of the guide's directives)")
@@ -288,6 +299,13 @@ class ClusterNodeView:
     nodes: tuple[Node, ...]
     text: str
     error: str | None
+    running: dict[str, str] | None = None   # CONFIG GET of the guide's keys; None when it is refused
+    config_file: str = ""                   # as the node names it (INFO server); '' when it runs without one
+    file: dict[str, str | None] = field(default_factory=dict)  # the guide's directives of that file
+
+    def sides(self, key: str) -> dict[str, Reading]:
+        """`key` as the node runs it and as its file sets it (the guide's settings a node carries)."""
+        return config_sides(key, self.port, self.running, self.config_file, self.file)
 
 
 @dataclass(frozen=True)
@@ -307,7 +325,9 @@ class ClusterFacts:
 @probe(per_host=False, slow=True)
 def redis_cluster(session) -> ClusterFacts:
     """Every cluster node of the inventory (`redis_cluster` hosts, their redis_cluster_ports), asked
-    through its own host's tunnel: CLUSTER INFO and CLUSTER NODES."""
+    through its own host's tunnel: CLUSTER INFO and CLUSTER NODES, and the guide's settings it
+    carries as it runs them (CONFIG GET) and as its file sets them (read with the host's addresses,
+    one round trip per host)."""
     access = session.access
     views, host_of = {}, {}
     hosts = session.inventory.hosts_with_role("redis_cluster")
@@ -315,8 +335,7 @@ def redis_cluster(session) -> ClusterFacts:
         raise CouldNotAudit(None, "the Redis Cluster", "no host in inventory group redis_cluster")
     for host in hosts:
         session.facts.get("reach", host.name)
-        for addr in access.collect(host, {"addresses": "hostname -I 2>/dev/null || hostname -i"})["addresses"].split():
-            host_of[addr] = host.name
+        mine = {}
         for port in host.settings.redis_cluster_ports:
             try:
                 info = access.redis_call(host, port, "CLUSTER", "INFO")
@@ -324,10 +343,21 @@ def redis_cluster(session) -> ClusterFacts:
                 if isinstance(info, RedisAnswer) or isinstance(text, RedisAnswer):
                     raise CouldNotAudit(host.name, f"Redis on port {port}", str(info if isinstance(info, RedisAnswer)
                                                                                  else text))
-                nodes = parse_nodes(text)
-                view = ClusterNodeView(host.name, port, parse_info(info), tuple(nodes), text, None)
+                server = access.redis_call(host, port, "INFO", "server")
+                conf = "" if isinstance(server, RedisAnswer) else server.get("config_file") or ""
+                view = ClusterNodeView(host.name, port, parse_info(info), tuple(parse_nodes(text)), text, None,
+                                       config_get(access.redis_call(host, port, "CONFIG", "GET", *KEYS)), conf)
             except CouldNotAudit as exc:
                 view = ClusterNodeView(host.name, port, {}, (), "", exc.why)
+            mine[port] = view
+        out = access.collect(host, {"addresses": "hostname -I 2>/dev/null || hostname -i",
+                                    **{f"conf {p}": conf_command(v.config_file) for p, v in mine.items()}})
+        for addr in out["addresses"].split():
+            host_of[addr] = host.name
+        for port, view in mine.items():
+            if view.config_file:
+                directives = config_file(out[f"conf {port}"])
+                view = dataclasses.replace(view, file={k: file_value(directives, k) for k in KEYS})
             views[(host.name, port)] = view
             me = myself(list(view.nodes))
             if me:

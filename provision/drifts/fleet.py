@@ -41,6 +41,11 @@ BOTH = frozenset({
     "redis-save-hourly", "redis-nopass", "redis-placeholder-password", "redis-memory-full", "redis-cluster-failover",
     "redis-cluster-replica-moved", "redis-cluster-node-stopped", "redis-cluster-node-forgotten",
     "redis-cluster-slot-unassigned",
+    # running vs on disk (issue 19): the same mechanism on both flavours (the ufw pair: web1 is the fleet's
+    # iptables host, which has its own pair below; the app's replica 3: recreated by the host engine)
+    "nginx-not-reloaded", "nginx-not-persisted", "prometheus-not-reloaded", "prometheus-not-persisted",
+    "pg-not-reloaded", "pg-not-persisted", "redis-not-reloaded", "redis-cluster-not-persisted",
+    "redis-cluster-not-reloaded", "fail2ban-not-reloaded", "fail2ban-not-persisted",
     # NGINX, rate limits, headers, TLS, certbot on web1 (`service nginx reload` is systemctl's)
     "nginx-static-no-xfo", "tls-1.1", "nginx-config-invalid", "nginx-user-root", "nginx-worker-processes",
     "nginx-worker-connections", "nginx-no-epoll", "nginx-multi-accept-off", "nginx-sendfile-off",
@@ -76,7 +81,7 @@ BOTH = frozenset({
 
 ON_APP1 = (("web1", "app1"),)
 MOVED: dict[str, tuple[tuple[str, str], ...]] = {name: ON_APP1 for name in (
-    "compose-off-guide", "start-script-off-guide", "env-debug-true", "env-log-level-debug",
+    "compose-off-guide", "start-script-off-guide", "env-debug-true", "env-log-level-debug", "app-env-not-reloaded",
     "env-placeholder-secret", "env-key-missing", "env-values-off-guide", "env-urls-off-guide",
     "env-file-world-readable", "app-dir-foreign-owner", "compose-replicas-2",
     "backup-app-script-not-executable", "backup-app-wrong-source", "backup-app-retention-30", "backup-app-stale",
@@ -136,6 +141,18 @@ DRIFTS: tuple[Drift, ...] = (
     _fleet("iptables-rules-file-missing", ("NET-IPTABLES-RULES-SAVED",),
            f"web1: {RULES_V4} moved away (netfilter-persistent would restore nothing at boot)",
            *_iptables(f"rm -f {RULES_V4}", "true")),
+    # running vs on disk (issue 19)
+    _fleet("iptables-not-persisted", ("NET-IPTABLES-INPUT-RULES", "NET-IPTABLES-RULES-SAVED"),
+           f"web1: the INPUT rule accepting tcp 80 deleted live (iptables -D), not saved: {RULES_V4} still has it, "
+           "the next boot restores it",
+           *_iptables("iptables -D INPUT -p tcp --dport 80 -j ACCEPT",  # back in its place: after 22, before 443
+                      "iptables -C INPUT -p tcp --dport 80 -j ACCEPT 2>/dev/null"
+                      " || iptables -I INPUT 4 -p tcp --dport 80 -j ACCEPT")),
+    _fleet("iptables-not-reloaded", ("NET-IPTABLES-INPUT-RULES", "NET-IPTABLES-RULES-SAVED"),
+           f"web1: the rule accepting tcp 80 deleted from {RULES_V4}, not restored into the kernel (it still "
+           "accepts 80; the next boot drops it)",
+           *_iptables(f"sed -i '/^-A INPUT -p tcp -m tcp --dport 80 -j ACCEPT$/d' {RULES_V4}"
+                      f" && ! cmp -s {RULES_V4} {SAVED}", "true")),
     _fleet("iptables-prometheus-public", ("NET-NO-OTHER-PUBLIC-PORTS", "CHK-FIREWALL-RULES-UP-TO-DATE"),
            "web1: -A INPUT -p tcp --dport 9090 -j ACCEPT before the final DROP (Prometheus open to the "
            f"world), saved to {RULES_V4}",

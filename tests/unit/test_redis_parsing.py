@@ -118,3 +118,42 @@ def test_config_file_values():
 ])
 def test_bind(binds, ok):
     assert (bind_findings(binds, {"172.28.77.31"}) == []) is ok
+
+
+# the guide's directives of /etc/redis/redis-7000.conf on the reference cache2 (conf_command's output)
+NODE_CONF = """bind 127.0.0.1 172.28.77.32
+port 7000
+protected-mode yes
+maxmemory 4gb
+maxmemory-policy allkeys-lru
+save 900 1
+save 300 10
+save 60 10000
+"""
+# CONFIG GET of the same node (redis-py's mapping)
+NODE_RUNNING = {"bind": "127.0.0.1 172.28.77.32", "port": "7000", "protected-mode": "yes", "maxmemory": "4294967296",
+                "maxmemory-policy": "allkeys-lru", "save": "900 1 300 10 60 10000"}
+
+
+def node(running=NODE_RUNNING, conf=NODE_CONF, path="/etc/redis/redis-7000.conf"):
+    from audit.probes.redis import KEYS, ClusterNodeView
+
+    directives = config_file(conf)
+    return ClusterNodeView("cache2", 7000, {}, (), "", None, running, path, {k: file_value(directives, k) for k in KEYS})
+
+
+def test_cluster_node_settings_running_and_in_its_file():
+    from audit.judge import ON_DISK, RUNNING
+    from audit.probes.redis import config_get
+
+    for key in ("maxmemory", "maxmemory-policy", "save", "protected-mode", "bind"):
+        sides = node().sides(key)
+        assert sides[RUNNING].value == sides[ON_DISK].value, key
+    live = node(running={**NODE_RUNNING, "maxmemory-policy": "volatile-lru"}).sides("maxmemory-policy")
+    assert live[RUNNING].value == "volatile-lru"  # CONFIG SET without CONFIG REWRITE
+    assert live[ON_DISK].value == "allkeys-lru"
+    edited = node(conf=NODE_CONF.replace("protected-mode yes", "protected-mode no")).sides("protected-mode")
+    assert (edited[RUNNING].value, edited[ON_DISK].value) == ("yes", "no")  # the file, not restarted
+    assert list(node(running=None).sides("maxmemory")) == [ON_DISK]  # CONFIG refused: the file only
+    assert list(node(path="").sides("maxmemory")) == [RUNNING]  # started without a file
+    assert config_get(["maxmemory", "0", "save", ""]) == {"maxmemory": "0", "save": ""}
