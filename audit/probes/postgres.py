@@ -198,14 +198,28 @@ class PgSettingsFacts:
                                    f"pg_settings, source {row.source}{at}"
                                    + (", pending restart" if row.pending_restart else ""))
         line = self.on_disk(key)
+        broken = self.file_errors()
         if line is not None:
             error = line.error if line.error and not PENDING.search(line.error) else None
-            state = f"error: {error}" if error else "applied" if line.applied else "not applied: needs a restart"
+            pending = "needs a restart" if (row is not None and row.pending_restart) or (
+                line.error and PENDING.search(line.error)) else "not reloaded yet"
+            state = f"error: {error}" if error else "applied" if line.applied else f"not applied: {pending}"
             value = f"error: {error}" if error or line.setting is None else \
                 normalise(line.setting, row.unit if row is not None else None)
-            out[ON_DISK] = Reading(f"{line.setting} ({state})", value,
-                                   f"pg_file_settings {line.sourcefile}:{line.sourceline}")
+            where = f"pg_file_settings {line.sourcefile}:{line.sourceline}"
+            if broken:  # a reload applies nothing of a file with an error, a restart fails
+                state, value, where = f"{state}; {broken}", f"error: {broken}", f"{where}; {broken}"
+            out[ON_DISK] = Reading(f"{line.setting} ({state})", value, where)
+        elif broken:
+            out[ON_DISK] = Reading(broken, f"error: {broken}", "pg_file_settings")
         return out
+
+    def file_errors(self) -> str:
+        """Errors of the files that are not tied to one setting (a syntax error: name NULL), in
+        the suite's words; '' when there is none."""
+        errors = [f"{f.sourcefile}:{f.sourceline}: {f.error}" for f in self.files
+                  if f.error and f.name in ("none", "") and not PENDING.search(f.error)]
+        return f"the configuration files have errors ({'; '.join(errors)})" if errors else ""
 
     def norm(self, key: str, expected: Any) -> Any:
         row = self.running.get(key)

@@ -204,3 +204,20 @@ def test_refused_login_versus_network_problem(message, auth):
     """A refused login is the answer a check judges; an unreachable server is could-not-audit
     (audit/access.py decides, for pg_login)."""
     assert is_auth_failure(message) is auth
+
+
+def test_a_change_not_reloaded_and_an_error_of_the_whole_file():
+    """ALTER SYSTEM SET work_mem = '4MB' without a reload; a syntax error in postgresql.conf."""
+    not_reloaded = FILES[:-1] + """,
+ {"sourcefile":"/var/lib/postgresql/15/main/postgresql.auto.conf","sourceline":3,"seqno":40,"name":"work_mem","setting":"4MB","applied":false,"error":null}]"""  # noqa: E501
+    facts = PgSettingsFacts({"work_mem": running("work_mem", "262144", "kB")}, file_settings(not_reloaded))
+    assert facts.sides("work_mem")[ON_DISK].shown == "4MB (not applied: not reloaded yet)"
+    assert meets(facts, "work_mem", "256MB") == {RUNNING: True, ON_DISK: False}
+    syntax = FILES[:-1] + """,
+ {"sourcefile":"/etc/postgresql/15/main/postgresql.conf","sourceline":60,"seqno":41,"name":null,"setting":null,"applied":false,"error":"syntax error"}]"""  # noqa: E501
+    broken = PgSettingsFacts({"work_mem": running("work_mem", "262144", "kB")}, file_settings(syntax))
+    assert broken.file_errors() == ("the configuration files have errors "
+                                    "(/etc/postgresql/15/main/postgresql.conf:60: syntax error)")
+    assert meets(broken, "work_mem", "256MB") == {RUNNING: True, ON_DISK: False}
+    assert "syntax error" in broken.sides("work_mem")[ON_DISK].where
+    assert PgSettingsFacts({}, file_settings(FILES)).file_errors() == ""
