@@ -14,8 +14,9 @@ from __future__ import annotations
 import pytest
 
 from audit import guide
+from audit.judge import ON_DISK, RUNNING, Reading
 from audit.marks import per_requirement
-from audit.probes.app import healthcheck_differences, migration_order, seconds, start_script_problems
+from audit.probes.app import across, healthcheck_differences, migration_order, seconds, start_script_problems
 
 ACCESS_LOG_FRESH = 15 * 60  # "being written": touched within the last 15 minutes
 
@@ -115,11 +116,14 @@ def check_compose_restart_policy(judge, server, app):
 @pytest.mark.roles("app")
 @pytest.mark.requirement("APP-COMPOSE-ENV-PRODUCTION")
 def check_compose_environment_is_production(judge, server, app):
-    """"environment: - ENVIRONMENT=production": in the Compose file and in every running container."""
-    judge.equal(compose(judge, server, app).environment.get("ENVIRONMENT"), what="ENVIRONMENT of pynomaly-app",
-                where=guide.COMPOSE_FILE)
-    judge.each({c.name: c.env.get("ENVIRONMENT") for c in containers(server, app)}, lambda v: v == judge.expected,
-               what="ENVIRONMENT of the app containers")
+    """"environment: - ENVIRONMENT=production": in the Compose file (what the next `up` starts) and
+    in every running container."""
+    filed = compose(judge, server, app).environment.get("ENVIRONMENT")
+    running = containers(server, app)
+    shown, value = across({c.name: c.env.get("ENVIRONMENT") for c in running})
+    judge.sides({RUNNING: Reading(shown, value, f"environment of {', '.join(c.name for c in running) or 'none'}"),
+                 ON_DISK: Reading(filed, filed, guide.COMPOSE_FILE)}, lambda v: v == judge.expected,
+                what="ENVIRONMENT of pynomaly-app")
 
 
 @pytest.mark.roles("app")
@@ -175,19 +179,20 @@ def check_env_secrets_are_set(judge, app):
 @pytest.mark.roles("app")
 @pytest.mark.requirement("APP-ENV-DATABASE-URL")
 def check_env_database_url(judge, app):
-    """"DATABASE_URL=postgresql://pynomaly_user:${DB_PASSWORD}@localhost:5432/pynomaly_prod" (host free)."""
-    parts = app.env_urls.get("DATABASE_URL") or {}
-    judge.equal({k: parts.get(k) for k in judge.expected}, what="DATABASE_URL (no password)", where=guide.ENV_FILE)
+    """"DATABASE_URL=postgresql://pynomaly_user:${DB_PASSWORD}@localhost:5432/pynomaly_prod" (host free):
+    in the file once sourced and in the running containers' environment."""
+    judge.sides(app.url_sides("DATABASE_URL", list(judge.expected)), lambda parts: parts == judge.expected,
+                what="DATABASE_URL (no password)")
 
 
 @pytest.mark.roles("app")
 @pytest.mark.requirement("APP-ENV-REDIS-URL")
 def check_env_redis_url(judge, app):
-    """"REDIS_URL=redis://:${REDIS_PASSWORD}@localhost:6379/0" (host free), with a password."""
-    parts = app.env_urls.get("REDIS_URL") or {}
-    judge.equal({k: parts.get(k) for k in judge.expected}, what="REDIS_URL (no password)", where=guide.ENV_FILE)
-    judge.that(parts.get("password_set") is True, what="REDIS_URL has a password", found=parts.get("password_set"),
-               expected=True, where=guide.ENV_FILE)
+    """"REDIS_URL=redis://:${REDIS_PASSWORD}@localhost:6379/0" (host free), with a password: in the
+    file once sourced and in the running containers' environment."""
+    want = {**judge.expected, "password_set": True}
+    judge.sides(app.url_sides("REDIS_URL", list(want)), lambda parts: parts == want,
+                what="REDIS_URL (no password shown; password_set: it has one)", expected=want)
 
 
 # ---------------------------------------------------------------- start_production.sh

@@ -442,6 +442,7 @@ class Container:
     network_mode: str
     processes: tuple[Process, ...]
     published: dict[int, tuple[int, ...]] = field(default_factory=dict)  # container port -> host ports
+    urls: dict[str, dict[str, Any]] = field(default_factory=dict)  # URL_KEYS' parts (url_parts: no password)
 
     def host_ports(self, port: int) -> tuple[int, ...]:
         """Where a port the container listens on is reached on its host: the published ports, or
@@ -481,7 +482,8 @@ def container_facts(attrs: dict, image: dict, top: dict | None) -> Container:
         env={k: v for k, v in env.items() if k in PUBLIC_ENV},
         networks=tuple(sorted((attrs["NetworkSettings"].get("Networks") or {}).keys())),
         network_mode=attrs["HostConfig"].get("NetworkMode", ""), processes=tuple(processes),
-        published=published_ports(attrs["NetworkSettings"].get("Ports")))
+        published=published_ports(attrs["NetworkSettings"].get("Ports")),
+        urls={k: url_parts(env[k]) for k in URL_KEYS if k in env})
 
 
 @dataclass(frozen=True)
@@ -614,6 +616,19 @@ class AppFacts:
 
     def norm(self, key: str, expected) -> object:
         return bool(expected) if key in GUNICORN_FLAGS else str(expected)
+
+    def url_sides(self, key: str, fields: list[str]) -> dict[str, Reading]:
+        """`fields` of a URL of .env.production (never its password) as the containers run it and as
+        the file sets it once sourced; like `sides`, no running side for a key Compose sets itself."""
+        out = {}
+        compose_keys = self.compose.environment_keys if self.compose else frozenset()
+        if self.containers and key not in compose_keys:
+            shown, value = across({c.name: {f: c.urls.get(key, {}).get(f) for f in fields} for c in self.containers})
+            out[RUNNING] = Reading(shown, value, f"environment of {', '.join(c.name for c in self.containers)}")
+        parts = self.env_urls.get(key) or {}
+        filed = {f: parts.get(f) for f in fields} if parts else None
+        out[ON_DISK] = Reading(filed, filed, f"{guide.ENV_FILE}, sourced")
+        return out
 
 
 def app_commands(session, host, ports: tuple[int, ...], keys: list[str]) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -467,3 +468,26 @@ def test_published_ports_map_a_container_bind_to_its_host_port():
     assert bridged.host_ports(8000) == (8001,)
     assert bridged.host_ports(7000) == ()  # not published: not reached on the host
     assert shared.host_ports(8000) == (8000,)
+
+
+SECRET = "s3cr3t-not-shown"  # noqa: S105 - a test value
+
+
+def test_url_sides_running_and_on_disk_without_the_password():
+    from audit.probes.app import url_parts
+
+    facts = facts_with(compose=None)
+    fields = ["scheme", "user", "port", "database", "password_set"]
+    with_urls = facts_with(compose=None, containers=tuple(
+        dataclasses.replace(c, urls={"DATABASE_URL": url_parts(f"postgresql://pynomaly_user:{SECRET}@db1:5432/x")})
+        for c in facts.containers), env_urls={"DATABASE_URL": app.url_parts(f"postgresql://u:{SECRET}@h:5432/x")})
+    sides = with_urls.url_sides("DATABASE_URL", fields)
+    assert sides[RUNNING].value == {"scheme": "postgresql", "user": "pynomaly_user", "port": 5432,
+                                    "database": "x", "password_set": True}
+    assert sides[ON_DISK].value["user"] == "u"  # the file says another user: the sides differ
+    assert SECRET not in repr(sides)
+    other = facts_with(compose=None, containers=tuple(
+        dataclasses.replace(c, urls={"DATABASE_URL": url_parts("postgresql://pynomaly_user:x@db1:6432/x")})
+        for c in facts.containers))
+    assert other.url_sides("DATABASE_URL", fields)[RUNNING].value["port"] == 6432  # the containers run another
+    assert list(facts_with(containers=()).url_sides("DATABASE_URL", fields)) == [ON_DISK]
