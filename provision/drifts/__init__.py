@@ -168,7 +168,7 @@ ALONE = ("app-replica-stopped", "arch-app-instance-stopped", "pg-password-placeh
          # running vs on disk: another drift's reload would load the file (not-reloaded) or revert the
          # live change (not-persisted) of these
          "nginx-not-persisted", "prometheus-not-persisted", "prometheus-not-reloaded", "pg-not-persisted",
-         "ufw-not-persisted")
+         "ufw-not-persisted", "ufw-not-reloaded")
 # Drifts that break what a check of another requirement reads, without breaking that requirement
 # (the check cannot judge it and says so): in a batch, those checks are this drift's to judge.
 DISTURBS = {

@@ -277,7 +277,7 @@ SIDES_DRIFTS = (
           "db1: ALTER SYSTEM SET work_mem = '4MB', not reloaded (the server still runs 256MB; "
           "pg_file_settings shows 4MB not applied)",
           lambda c: psql(c, "db1", "ALTER SYSTEM SET work_mem = '4MB';"),
-          lambda c: psql(c, "db1", "ALTER SYSTEM RESET work_mem;")),
+          lambda c: psql(c, "db1", "ALTER SYSTEM RESET work_mem; SELECT pg_reload_conf();")),
     Drift("pg-not-persisted", ("PG-LOG-CHECKPOINTS",),
           "db1: log_checkpoints off in the running server only (ALTER SYSTEM, reload, then RESET without a "
           "reload: the files say on, the next reload reverts it)",
