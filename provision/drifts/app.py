@@ -252,9 +252,9 @@ DRIFTS: tuple[Drift, ...] = (
           f"web1: RATE_LIMIT_WINDOW=60 in {ENV_FILE}, the app not restarted (its instances still run 3600)",
           *edit_file("web1", ENV_FILE, "'s/^RATE_LIMIT_WINDOW=3600$/RATE_LIMIT_WINDOW=60/'", "true",
                      "app-env-not-reloaded")),
-    Drift("app-env-not-persisted", ("APP-ENV-LOG-LEVEL",),
+    Drift("app-env-not-persisted", ("APP-ENV-LOG-LEVEL", "PERF-LOG-LEVEL"),
           f"{REPLICA_NAME} recreated with LOG_LEVEL=DEBUG ({ENV_FILE} still says INFO: the next restart "
-          "from the file reverts it)",
+          "from the file reverts it; the instance's own configuration logs at DEBUG too)",
           *_recreated(env={"LOG_LEVEL": "DEBUG"})),
     Drift("env-placeholder-secret", ("APP-ENV-SECRETS",),
           f"web1: SMTP_PASSWORD=secure_password_here (a guide placeholder) in {ENV_FILE}",
