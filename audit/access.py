@@ -167,6 +167,15 @@ class Access:
                                 "account NOPASSWD sudo (README: what an operator must grant)")
         return lines[0] if lines else ""
 
+    def spawn(self, host: Host, command: str, reverse: tuple[int, int] | None = None, log=None):
+        """A long-running command on an SSH host (an opt-in action's: the load workers), on an SSH
+        connection of its own that lives as long as the command (Transport.session); the caller
+        stops it and checks what is left on the host."""
+        if host.connection not in ("ssh", "paramiko") or self.transport is None:
+            raise CouldNotAudit(host.name, "a long-running command", f"needs a host reached over SSH "
+                                f"(this one is reached by {host.connection})")
+        return self.transport.session(host, command, reverse, log)
+
     # ------------------------------------------------------------ ports
 
     def forward(self, host: Host, port: int, remote_host: str = "127.0.0.1") -> tuple[str, int]:

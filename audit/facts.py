@@ -39,20 +39,22 @@ class Probe:
     slow: bool = False  # started first by the prefetcher (scans, probes from several vantage points)
     needs: tuple[str, ...] = ()  # other probes it reads (gathered first)
     quiet: bool = False  # latency-sensitive (a login): gathered before the others start
+    on_demand: bool = False  # an opt-in measurement: never prefetched; gathered when a check needs it,
+    #                          once this process's prefetch is over (nothing else of the audit in flight)
 
 
 REGISTRY: dict[str, Probe] = {}
 
 
 def probe(name: str | None = None, *, per_host: bool = True, slow: bool = False, needs: tuple[str, ...] = (),
-          quiet: bool = False):
+          quiet: bool = False, on_demand: bool = False):
     """Register a probe function; the checks get its facts as the fixture `name`."""
 
     def register(func: Callable) -> Callable:
         key = name or func.__name__
         if key in REGISTRY and REGISTRY[key].gather is not func:
             raise ValueError(f"two probes are called {key!r}")
-        REGISTRY[key] = Probe(key, func, per_host, slow, needs, quiet)
+        REGISTRY[key] = Probe(key, func, per_host, slow, needs, quiet, on_demand)
         return func
 
     return register
@@ -117,6 +119,8 @@ class FactStore:
         return result
 
     def _gather(self, p: Probe, host: str) -> tuple[str, Any]:
+        if p.on_demand and self._pool is not None:
+            self._pool.shutdown(wait=True)  # the prefetch is over: the measurement runs alone
         started = time.monotonic()
         try:
             for need in p.needs:
@@ -152,7 +156,7 @@ class FactStore:
         """Start gathering `(probe, host)` facts in the background: reachability of every host
         first, then slow probes, then the rest host by host in turn; skip what another process
         is gathering already (its checks will wait for it)."""
-        wanted = set(wanted)
+        wanted = {k for k in wanted if not REGISTRY[k[0]].on_demand}
         if not wanted:
             return
         hosts = sorted({h for _, h in wanted if h != DEPLOYMENT})

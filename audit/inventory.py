@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from audit.settings import AuditSettings
 from audit.yamlio import load_yaml
@@ -46,20 +46,67 @@ class Endpoint(BaseModel):
     via: str | None = None
 
 
-class LoadProfile(BaseModel):
-    """`audit_load`: the declared load of the opt-in load checks (loadtests/); safe small defaults.
-
-    One client IP sends all of it: keep `users / wait_min` under NGINX's per-client API limit."""
+class GateLoad(BaseModel):
+    """`audit_load.gate`: the load declared for production, held for `run_time` seconds: paced
+    users (`requests_per_s`, each user at `user_rps`) or `users` waiting `wait` between tasks."""
 
     model_config = ConfigDict(extra="forbid")
-    users: int = Field(default=6, ge=1, le=500)
-    spawn_rate: float = Field(default=3, gt=0, le=50)
-    run_time: int = Field(default=20, ge=5, le=300)          # seconds; every run stops by itself
-    max_requests: int = Field(default=1500, ge=10, le=100000)  # hard cap on requests per run
-    wait: tuple[float, float] = (0.5, 1.5)                  # seconds between a user's tasks
+    requests_per_s: float | None = Field(default=None, gt=0, le=10000)
+    users: int | None = Field(default=None, ge=1, le=5000)
+    run_time: int = Field(default=20, ge=5, le=600)          # seconds; every run stops by itself
+    max_requests: int = Field(default=1500, ge=10, le=500000)  # hard cap on requests per run
+
+    def model_post_init(self, _ctx: Any) -> None:
+        if self.requests_per_s is not None and self.users is not None:
+            raise ValueError("declare the production load as requests_per_s or as users, not both")
+        if self.requests_per_s is None and self.users is None:
+            self.users = 6
+
+
+class StepLoad(BaseModel):
+    """`audit_load.step`: the capacity search: start_rps, +step_rps per step, each step `settle`
+    (not measured) + `hold` seconds, bounded by max_rps, max_time and max_requests."""
+
+    model_config = ConfigDict(extra="forbid")
+    start_rps: float = Field(default=10, gt=0)
+    step_rps: float = Field(default=10, gt=0)
+    max_rps: float = Field(default=400, gt=0, le=10000)
+    settle: int = Field(default=3, ge=2, le=60)
+    hold: int = Field(default=12, ge=3, le=600)
+    max_time: int = Field(default=240, ge=10, le=3600)
+    max_requests: int = Field(default=60000, ge=10, le=2000000)
+
+
+class LoadProfile(BaseModel):
+    """`audit_load`: the opt-in load checks (loadtests/): the `gate` profile (the production load)
+    and the `step` profile (the capacity curve), the scenario mix and the per-address limits.
+
+    Every client address (the runner, or each host of the group `loadgen`) stays under NGINX's
+    per-client API limit: the plan refuses a load its addresses cannot send honestly. The former
+    top-level users/run_time/max_requests are the gate's."""
+
+    model_config = ConfigDict(extra="forbid")
+    gate: GateLoad = GateLoad()
+    step: StepLoad = StepLoad()
+    user_rps: float = Field(default=1.0, gt=0, le=50)        # requests/s of one paced user
+    spawn_rate: float = Field(default=3, gt=0, le=200)       # gate users started per second
+    wait: tuple[float, float] = (0.5, 1.5)                  # seconds between a waiting user's tasks
     weights: dict[Literal["anonymous", "api", "static"], int] = {"anonymous": 1, "api": 1, "static": 1}
-    users_per_process: int = Field(default=50, ge=1)         # above: distributed (master + workers)
+    users_per_process: int = Field(default=50, ge=1)         # no loadgen hosts: local worker processes
     api_rate_limit: float = Field(default=10, gt=0)          # NGINX limit_req on /api/, r/s per client
+    worker_wait: int = Field(default=30, ge=5, le=300)       # seconds for every worker to connect
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_gate(cls, data: Any) -> Any:
+        if isinstance(data, dict) and {"users", "run_time", "max_requests"} & set(data):
+            data = dict(data)
+            gate = dict(data.get("gate") or {})
+            for key in ("users", "run_time", "max_requests"):
+                if key in data:
+                    gate.setdefault(key, data.pop(key))
+            data["gate"] = gate
+        return data
 
 
 class AwsAccount(BaseModel):
@@ -191,8 +238,11 @@ class Inventory:
     globals: dict[str, Any] = field(default_factory=dict)
 
     def hosts_with_role(self, *roles: str) -> list[Host]:
-        """Hosts in any of `roles` (all hosts when `roles` is empty or names `all`), sorted by name."""
-        return [h for n, h in sorted(self.hosts.items()) if not roles or "all" in roles or h.roles & set(roles)]
+        """Hosts in any of `roles` (all hosts when `roles` is empty or names `all`: the deployment's,
+        not the load generators that are only in the group `loadgen`), sorted by name."""
+        if not roles or "all" in roles:
+            return [h for n, h in sorted(self.hosts.items()) if h.roles != {"loadgen"}]
+        return [h for n, h in sorted(self.hosts.items()) if h.roles & set(roles)]
 
     @property
     def roles(self) -> set[str]:

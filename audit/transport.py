@@ -94,6 +94,17 @@ class Transport:
         return subprocess.run(["ssh", "-F", self.ssh_config, *args, host.name],
                               capture_output=True, text=True, timeout=timeout, check=False)
 
+    def session(self, host: Host, command: str, reverse: tuple[int, int] | None = None, log=None) -> subprocess.Popen:
+        """A long-running command on a connection of its own (not the shared one: it ends with the
+        command), stdin a pipe, output to `log`; `reverse=(remote, local)`: the host's
+        127.0.0.1:remote reaches this machine's 127.0.0.1:local through that connection."""
+        args = ["-S", "none", "-o", "ExitOnForwardFailure=yes"]
+        if reverse:
+            args += ["-R", f"127.0.0.1:{reverse[0]}:127.0.0.1:{reverse[1]}"]
+        self.count(host.name, "commands")
+        return subprocess.Popen(["ssh", "-F", self.ssh_config, *args, host.name, command], stdin=subprocess.PIPE,
+                                stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT, text=True)
+
     def forward(self, host: Host, remote_port: int, remote_host: str = "127.0.0.1") -> tuple[str, int]:
         """A local (address, port) that reaches remote_host:remote_port as seen from `host`."""
         if host.connection == "local":

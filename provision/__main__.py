@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("heal", help="revert every applied drift")
     scale = sub.add_parser("scale", help="run N app instances (upstream, Prometheus targets follow)")
     scale.add_argument("count", type=int)
+    loadgen = sub.add_parser("loadgen", help="Locust worker hosts for the load checks (provision/loadgen.py)")
+    loadgen.add_argument("action", choices=["up", "down", "status"])
+    loadgen.add_argument("count", type=int, nargs="?", default=1, help="up: how many (lg1..lgN)")
     return p
 
 
@@ -69,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
 
             with drifts.lock():
                 scale.scale(args.count)
+        elif args.command == "loadgen":
+            from . import loadgen
+
+            if args.action == "status":
+                return loadgen.status()
+            loadgen.up(args.count) if args.action == "up" else loadgen.down()
     except ProvisionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -103,6 +112,8 @@ def _fleet(args) -> int:
         elif args.command == "scale":
             raise ProvisionError("`scale` is not available on the fleet flavour (its replicas are "
                                  "docker-compose's deploy.replicas on app1)")
+        elif args.command == "loadgen":
+            raise ProvisionError("`loadgen` adds workers to the reference deployment's network only")
     except ProvisionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

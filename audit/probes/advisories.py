@@ -285,7 +285,7 @@ def disk_alert_fires(lines: list[str], percents: list[int]) -> dict[int, bool] |
 
 COLUMNS_SQL = ("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass('pg_stat_statements') "
                "AND attnum > 0 AND NOT attisdropped")
-SCRIPT_USES = f"$SUDO grep -Hn pg_stat_statements {guide.SCRIPTS_DIR}/* 2>/dev/null; true"
+SCRIPT_USES = f"$SUDO grep -r -H -n pg_stat_statements {guide.SCRIPTS_DIR} 2>/dev/null; true"
 
 
 def script_uses(text: str, host: str) -> dict[str, str]:
@@ -468,8 +468,8 @@ def pg_hba(session, host) -> HbaFacts:
     setting = session.facts.get("pg_settings", host.name).running.get("hba_file")
     if setting is None:
         raise CouldNotAudit(host.name, "PostgreSQL hba_file", "pg_settings has no hba_file")
-    path = setting.setting
-    text = session.access.collect(host, {"hba": f"$SUDO cat {shlex.quote(path)}"})["hba"]
+    path = pg_hba_file = setting.setting
+    text = session.access.collect(host, {"hba": f"$SUDO cat {shlex.quote(pg_hba_file)}"})["hba"]
     if not text:
         raise CouldNotAudit(host.name, path, "printed nothing (missing, or the audit account cannot read it)")
     return HbaFacts(path, tuple(hba_rules(text)))
@@ -563,9 +563,9 @@ class EngineFacts:
 @probe()
 def docker_engine(session, host) -> EngineFacts:
     """The engine socket's mode, dockerd's command lines and /etc/docker/daemon.json."""
-    path = socket_path(session.inventory.setting("audit_docker_url"))
+    docker_socket = socket_path(session.inventory.setting("audit_docker_url"))
     out = session.access.collect(host, {
-        "socket": f"$SUDO stat -L -c '%a %U:%G' {shlex.quote(path)}",
+        "socket": f"$SUDO stat -L -c '%a %U:%G' {shlex.quote(docker_socket)}",
         "dockerd": "for p in $(pgrep -x dockerd); do tr '\\0' ' ' < /proc/$p/cmdline; echo; done",
         "json": "if [ -e /etc/docker/daemon.json ]; then $SUDO cat /etc/docker/daemon.json; else echo '#none'; fi",
     })
@@ -579,5 +579,5 @@ def docker_engine(session, host) -> EngineFacts:
             daemon = json.loads(out["json"] or "{}")
         except json.JSONDecodeError as exc:
             problem = f"not JSON: {exc}"
-    return EngineFacts(path, mode if re.fullmatch(r"[0-7]{3,4}", mode) else None, owner, tuple(lines),
+    return EngineFacts(docker_socket, mode if re.fullmatch(r"[0-7]{3,4}", mode) else None, owner, tuple(lines),
                        daemon if isinstance(daemon, dict) else None, problem)

@@ -62,13 +62,15 @@ def env_file_keys(text: str) -> list[str]:
     return keys
 
 
-def sourced_env_command(path: str, keys: list[str]) -> str:
-    """Shell: source `path` in an empty environment, as start_production.sh does (set -a), and print
-    `KEY SET BASE64(VALUE)` per key (SET is 1 when defined), so no value can break the framing."""
-    body = (f"set -a; . {shlex.quote(path)} >/dev/null 2>&1; set +a; "
+def sourced_env_command(env_file: str, keys: list[str]) -> str:
+    """Shell: source `env_file` in an empty environment, as start_production.sh does (set -a), and
+    print `KEY SET BASE64(VALUE)` per key (SET is 1 when defined), so no value can break the framing.
+    The file is read as root (`cat`) and sourced by the audit account: nothing in it runs as root."""
+    body = ("set -a; . /dev/stdin >/dev/null 2>&1; set +a; "
             f"for k in {' '.join(keys)}; do eval \"s=\\${{$k+1}}\"; eval \"v=\\${{$k-}}\"; "
             "printf '%s %s %s\\n' \"$k\" \"${s:-0}\" \"$(printf '%s' \"$v\" | base64 -w0)\"; done")
-    return f"$SUDO test -r {shlex.quote(path)} && $SUDO env -i PATH=/usr/bin:/bin bash -c {shlex.quote(body)}"
+    return (f"env_text=$($SUDO cat {shlex.quote(env_file)}) && printf '%s\\n' \"$env_text\" "
+            f"| env -i PATH=/usr/bin:/bin bash -c {shlex.quote(body)}")
 
 
 def parse_sourced_env(output: str) -> dict[str, str | None]:
@@ -393,10 +395,6 @@ def file_status(text: str) -> dict[str, str]:
     return {path: state for state, _, path in (line.partition(" ") for line in text.splitlines()) if path}
 
 
-FILE_STATUS = ("for f; do if [ -r \"$f\" ]; then echo \"ok $f\"; elif [ -e \"$f\" ]; then echo \"unreadable $f\"; "
-               "else echo \"missing $f\"; fi; done")
-
-
 def instance_ports(ports: list[int], count: int) -> tuple[int, ...]:
     """The guide's ports for `count` instances (beyond them: the next ports up)."""
     ports = list(ports)
@@ -631,17 +629,25 @@ class AppFacts:
         return out
 
 
+APP_FILES = f"{guide.COMPOSE_FILE} {guide.START_SCRIPT} {guide.ENV_FILE}"
+# `ok PATH` or `missing PATH` per file, from one fixed stat as root (root reads what exists); when
+# sudo refused it, nothing: the probe cannot audit
+APP_FILE_STATUS = (f"out=$($SUDO stat -L -c '%n' {APP_FILES} 2>&1); printf '%s\\n' \"$out\" "
+                   "| grep -qv -e '^/' -e '^stat: ' && exit 0; "
+                   f"for f in {APP_FILES}; do if printf '%s\\n' \"$out\" | grep -qxF \"$f\"; then echo \"ok $f\"; "
+                   "else echo \"missing $f\"; fi; done")
+
+
 def app_commands(session, host, ports: tuple[int, ...], keys: list[str]) -> dict[str, str]:
-    files = (guide.COMPOSE_FILE, guide.START_SCRIPT, guide.ENV_FILE)
+    access_log, error_log = session.expected("APP-GUNICORN-ACCESS-LOG"), session.expected("APP-GUNICORN-ERROR-LOG")
     commands = {
-        "files": f"$SUDO sh -c {shlex.quote(FILE_STATUS)} - {' '.join(files)}",
+        "files": APP_FILE_STATUS,
         "compose": f"$SUDO cat {guide.COMPOSE_FILE}",
         "start_script": f"$SUDO cat {guide.START_SCRIPT}",
         "start_script_mode": f"$SUDO stat -L -c '%a' {guide.START_SCRIPT}",
         "env_file": f"$SUDO cat {guide.ENV_FILE}",
         "env_sourced": sourced_env_command(guide.ENV_FILE, keys),
-        "logs": f"date +%s; $SUDO stat -c '%n %s %Y' {session.expected('APP-GUNICORN-ACCESS-LOG')} "
-                f"{session.expected('APP-GUNICORN-ERROR-LOG')}",
+        "logs": f"date +%s; $SUDO stat -c '%n %s %Y' {access_log} {error_log}",
     }
     if host.settings.app_runtime == "gunicorn":
         commands["ps"] = "ps -ww -eo pid,ppid,uid,args"

@@ -10,7 +10,6 @@ backup_app, app); read-only. Schedules are compared as schedules (croniter), not
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass
 
 from audit import guide
@@ -132,42 +131,42 @@ class BackupFacts:
     logrotate_rc: str = ""                  # `logrotate -d` exit status, "rc=N"
 
 
-def _files(directory: str, pattern: str) -> str:
-    return f"$SUDO find {directory} -maxdepth 1 -name '{pattern}' -printf '%T@ %s %f\\n' | sort -n"
+def _files(backup_dir: str, backup_glob: str) -> str:
+    return f"$SUDO find {backup_dir} -maxdepth 1 -name '{backup_glob}' -printf '%T@ %s %f\\n' | sort -n"
 
 
-def _newest(directory: str, pattern: str) -> str:
-    return (f"f=$($SUDO find {directory} -maxdepth 1 -name '{pattern}' -printf '%T@ %p\\n' | sort -n | tail -1 "
-            "| cut -d' ' -f2-); [ -n \"$f\" ] || exit 0; ")
+def _newest(backup_dir: str, backup_glob: str, var: str) -> str:
+    """Shell: the newest backup's path in `$var` (audit/sudo.py allows only the guide's names)."""
+    return (f"{var}=$($SUDO find {backup_dir} -maxdepth 1 -name '{backup_glob}' -printf '%T@ %p\\n' | sort -n "
+            f"| tail -1 | cut -d' ' -f2-); [ -n \"${var}\" ] || exit 0; ")
 
 
-def _script(path: str) -> dict[str, str]:
-    return {"state": f"$SUDO stat -c '%a %U:%G' {path} 2>&1; $SUDO test -x {path} && echo executable",
-            "text": f"$SUDO cat {path} 2>&1"}
+def _script(backup_script: str) -> dict[str, str]:
+    return {"state": f"$SUDO stat -c '%a %U:%G' {backup_script} 2>&1; $SUDO test -x {backup_script} && echo executable",
+            "text": f"$SUDO cat {backup_script} 2>&1"}
 
 
 def commands(roles) -> dict[str, str]:
     """What the backup checks read from a host with these roles (one round trip)."""
     cmds = {"now": "date +%s", "today": "date +%Y%m%d", "crontab": "$SUDO crontab -l -u root 2>&1"}
     if "backup_db" in roles:
-        newest = _newest(guide.BACKUP_DB_DIR, "*.sql.gz")
+        newest = _newest(guide.BACKUP_DB_DIR, "*.sql.gz", "db_backup")
         cmds |= {f"db_{k}": v for k, v in _script(guide.BACKUP_DB_SCRIPT).items()}
         cmds |= {"db_files": _files(guide.BACKUP_DB_DIR, "*.sql.gz"),
-                 "db_newest": newest + "echo \"$f\"; $SUDO gzip -t \"$f\" 2>&1 && echo gzip-ok",
-                 "db_head": newest + "$SUDO gunzip -c \"$f\" | head -5",
-                 "db_tail": newest + "$SUDO gunzip -c \"$f\" | tail -8",
-                 "db_tables": newest + "$SUDO gunzip -c \"$f\" | grep -oE '^CREATE TABLE [^ ]+'"}
+                 "db_newest": newest + "echo \"$db_backup\"; $SUDO gzip -t \"$db_backup\" 2>&1 && echo gzip-ok",
+                 "db_head": newest + "$SUDO gunzip -c \"$db_backup\" | head -5",
+                 "db_tail": newest + "$SUDO gunzip -c \"$db_backup\" | tail -8",
+                 "db_tables": newest + "$SUDO gunzip -c \"$db_backup\" | grep -oE '^CREATE TABLE [^ ]+'"}
     if "backup_app" in roles:
         cmds |= {f"app_{k}": v for k, v in _script(guide.BACKUP_APP_SCRIPT).items()}
         cmds |= {"app_dir": f"$SUDO test -d {guide.BACKUP_APP_DIR} && echo exists",
                  "app_files": _files(guide.BACKUP_APP_DIR, "*.tar.gz"),
-                 "app_newest": _newest(guide.BACKUP_APP_DIR, "*.tar.gz") + "echo \"$f\"; "
-                               "list=$($SUDO tar -tzf \"$f\" 2>&1) && echo tar-ok; printf '%s\\n' \"$list\" "
+                 "app_newest": _newest(guide.BACKUP_APP_DIR, "*.tar.gz", "app_backup") + "echo \"$app_backup\"; "
+                               "list=$($SUDO tar -tzf \"$app_backup\" 2>&1) && echo tar-ok; printf '%s\\n' \"$list\" "
                                "| grep -c .; printf '%s\\n' \"$list\" | grep -m3 '^opt/pynomaly'"}
     if "app" in roles:
-        conf = shlex.quote(guide.LOGROTATE_CONF)
-        cmds |= {"logrotate_conf": f"$SUDO cat {conf} 2>&1",
-                 "logrotate_rc": f"$SUDO logrotate -d {conf} >/dev/null 2>&1; echo rc=$?"}
+        cmds |= {"logrotate_conf": f"$SUDO cat {guide.LOGROTATE_CONF} 2>&1",
+                 "logrotate_rc": f"$SUDO logrotate -d {guide.LOGROTATE_CONF} >/dev/null 2>&1; echo rc=$?"}
     return cmds
 
 

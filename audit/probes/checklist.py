@@ -78,13 +78,13 @@ def service_states_script(services: list[str], app_ports: list[int], systemd: st
     systemd is PID 1, else the init script's status, as root; `not-installed` when neither knows
     it); `pynomaly-app:PORT active|inactive` for the app instances (their /health on the host)."""
     lines = [
-        f"state() {{ if [ -d {systemd} ]; then",
+        f"state() {{ unit=$1; if [ -d {systemd} ]; then",
         "  case \"$(systemctl show -p LoadState \"$1.service\" 2>/dev/null)\" in",
         "    LoadState=loaded|LoadState=masked) ;; *) return 1;; esac;",  # masked: a state to show
         "  echo \"$(systemctl is-active \"$1.service\") $(systemctl is-enabled \"$1.service\" 2>/dev/null)\";",
         f"elif [ -x \"{init_d}/$1\" ]; then",
-        "  if command -v service >/dev/null; then $SUDO service \"$1\" status >/dev/null 2>&1;",
-        f"  else $SUDO \"{init_d}/$1\" status >/dev/null 2>&1; fi && echo active || echo inactive;",
+        "  if command -v service >/dev/null; then $SUDO service \"$unit\" status >/dev/null 2>&1;",
+        f"  else $SUDO \"{init_d}/$unit\" status >/dev/null 2>&1; fi && echo active || echo inactive;",
         "else return 1; fi; }",
     ]
     for s in services:
@@ -141,10 +141,10 @@ def auth_log_command(window: int) -> str:
     """sshd's log: the first of /var/log/auth.log and /var/log/secure that exists, else the
     journal of sshd over the window; its first line names the source (`# PATH` or `# journal`)."""
     files = " ".join(guide.AUTH_LOGS)
-    return (f"for f in {files}; do if [ -e $f ]; then echo \"# $f\"; $SUDO tail -n 5000 $f || echo '{UNREADABLE}';"
-            " exit 0; fi; done; if command -v journalctl >/dev/null; then echo '# journal'; $SUDO journalctl -q "
-            f"--no-pager -o short-iso --since @$(( $(date +%s) - {int(window)} )) _COMM=sshd _COMM=sshd-session"
-            f" || echo '{UNREADABLE}'; fi")
+    return (f"for auth_log in {files}; do if [ -e $auth_log ]; then echo \"# $auth_log\"; "
+            f"$SUDO tail -n 5000 $auth_log || echo '{UNREADABLE}'; exit 0; fi; done; "
+            "if command -v journalctl >/dev/null; then echo '# journal'; $SUDO journalctl -q "
+            f"--no-pager -o short-iso --since -{int(window)}s _COMM=sshd _COMM=sshd-session || echo '{UNREADABLE}'; fi")
 
 
 def allowance(roles, want: dict) -> list[tuple[int, bool]]:
@@ -190,22 +190,24 @@ def tcp_connect_ms(address: str, port: int, samples: int = LATENCY_SAMPLES,
     return out
 
 
+RESTORE_COUNT_SQL = ("SELECT format('%s %s', c.relname, (xpath('/row/n/text()', query_to_xml("
+                     "format('SELECT count(*) AS n FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text) "
+                     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                     "WHERE c.relkind = 'r' AND n.nspname = 'public' ORDER BY 1")
+PSQL = "runuser -u postgres -- psql -qtAX"  # as the postgres account: `$SUDO {PSQL} ...` (audit/sudo.py)
+
+
 def restore_script(scratch: str, database: str, backup_dir: str) -> str:
     """Restore the newest dump into `scratch`, print row counts of both databases, always drop it."""
-    count = ("SELECT format('%s %s', c.relname, (xpath('/row/n/text()', query_to_xml("
-             "format('SELECT count(*) AS n FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text) "
-             "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-             "WHERE c.relkind = 'r' AND n.nspname = 'public' ORDER BY 1")
-    psql = "$SUDO runuser -u postgres -- psql -qtAX"
     return "\n".join([
         "set -u",
         f"f=$(ls -t {backup_dir}/*.sql.gz | head -1); echo \"newest $f\"",
-        f"trap '{psql} -c \"DROP DATABASE IF EXISTS {scratch}\" >/dev/null 2>&1' EXIT",
-        f"{psql} -c 'CREATE DATABASE {scratch}' || exit 3",
-        f"gunzip -c \"$f\" | {psql} -v ON_ERROR_STOP=1 -d {scratch} >/dev/null 2>/tmp/.pa-restore.err;"
+        f"trap '$SUDO {PSQL} -c \"DROP DATABASE IF EXISTS {scratch}\" >/dev/null 2>&1' EXIT",
+        f"$SUDO {PSQL} -c 'CREATE DATABASE {scratch}' || exit 3",
+        f"gunzip -c \"$f\" | $SUDO {PSQL} -v ON_ERROR_STOP=1 -d {scratch} >/dev/null 2>/tmp/.pa-restore.err;"
         " echo \"restore rc=$?\"; head -5 /tmp/.pa-restore.err; rm -f /tmp/.pa-restore.err",
-        f"echo '--- restored'; {psql} -d {scratch} -c \"{count}\"",
-        f"echo '--- live'; {psql} -d {database} -c \"{count}\"",
+        f"echo '--- restored'; $SUDO {PSQL} -d {scratch} -c \"{RESTORE_COUNT_SQL}\"",
+        f"echo '--- live'; $SUDO {PSQL} -d {database} -c \"{RESTORE_COUNT_SQL}\"",
     ])
 
 

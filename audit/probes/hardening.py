@@ -22,18 +22,24 @@ from audit.facts import probe
 from audit.judge import ON_DISK, RUNNING, Reading
 from audit.outcomes import CouldNotAudit
 from audit.probes.network import file_command, file_text, split_rc, with_rc
+from audit.sudo import grouped
 
 PACKAGES = ("fail2ban", "aide", "rkhunter", "unattended-upgrades")
 JAIL_KEYS = ("bantime", "findtime", "maxretry", "logpath")
 DEFAULT_KEYS = ("bantime", "findtime", "maxretry")
 JAIL_DIR = "/etc/fail2ban"
-# every active jail's values, asked through one interactive client; the questions are printed first
+# every active jail's values, one `fail2ban-client get` each, as its interactive client would print
+# them (that client takes any command on its input: not granted); the questions are printed first
 F2B_VALUES = ("jails=$($SUDO fail2ban-client status 2>/dev/null | sed -n 's/.*Jail list:[[:space:]]*//p' "
-              "| tr -d ' ' | tr ',' ' '); q=$(for j in $jails; do for k in " + " ".join(JAIL_KEYS) + "; do "
-              "echo \"get $j $k\"; done; done); [ -n \"$q\" ] || exit 0; printf '%s\\n' \"$q\" | sed 's/^/asked /'; "
-              "printf '%s\\n' \"$q\" | $SUDO fail2ban-client -i 2>&1")
-F2B_FILES = (f"for f in {JAIL_DIR}/jail.d/*.conf {JAIL_DIR}/jail.local {JAIL_DIR}/jail.d/*.local; do "
-             "[ -f \"$f\" ] && { echo \"### file $f\"; $SUDO cat \"$f\" || echo 'cannot read'; }; done; true")
+              "| tr -d ' ' | tr ',' ' '); [ -n \"$jails\" ] || exit 0; for jail in $jails; do for jail_key in "
+              + " ".join(JAIL_KEYS) + "; do echo \"asked get $jail $jail_key\"; done; done; for jail in $jails; do "
+              "for jail_key in " + " ".join(JAIL_KEYS) + "; do printf 'fail2ban> '; "
+              "$SUDO fail2ban-client get \"$jail\" \"$jail_key\" 2>&1; done; done")
+# jail.d/*.conf, jail.local, jail.d/*.local in fail2ban's order: one fixed grep as root, each file's
+# lines grouped back as the audit account
+F2B_FILES = (f"$SUDO grep -r -H -a -e ^ {JAIL_DIR}/jail.d {guide.FAIL2BAN_JAIL} 2>/dev/null | " + grouped(
+    [(rf"^{JAIL_DIR}/jail\.d/[^./][^/]*\.conf$", 0), (rf"^{JAIL_DIR}/jail\.local$", 1),
+     (rf"^{JAIL_DIR}/jail\.d/[^./][^/]*\.local$", 2)], '"### file " f'))
 PG_FILES = {"pg_conf_mode": "SEC-PG-CONF-MODE", "pg_hba_mode": "SEC-PG-HBA-MODE"}  # value rows: key -> requirement
 
 
@@ -271,8 +277,7 @@ class HardeningFacts:
 
 def commands(roles, owner: str, aide_db: str, env_file: str) -> dict[str, str]:
     """What this area reads from a host (by its roles)."""
-    user, group = owner.split(":")
-    app = shlex.quote(guide.APP_DIR)
+    app_user, app_group = owner.split(":")
     cmds = {
         "packages": "if command -v dpkg-query >/dev/null; then dpkg-query -W -f='${Package} ${db:Status-Status} "
                     "${Version}\\n' " + " ".join(PACKAGES) + "; else rpm -q --qf '%{NAME} installed %{VERSION}\\n' "
@@ -284,12 +289,15 @@ def commands(roles, owner: str, aide_db: str, env_file: str) -> dict[str, str]:
         "jail_files": F2B_FILES,
         "aide_db": f"$SUDO stat -c '%n %s' {shlex.quote(aide_db)}",
         # python-apt would write /var/cache/apt/*pkgcache.bin on a host without them: an apt
-        # configuration (on tmpfs, removed after) keeps the package cache in memory. Two dry runs
-        # at once on one host remove each other's pid file and fail: flock on /etc/apt (an
-        # advisory lock; nothing written) runs them one after the other
+        # configuration (on tmpfs, removed after) keeps the package cache in memory. Through sudo
+        # the environment is reset and root's own configuration applies (an account that chose
+        # root's APT configuration could make APT run anything): a stale cache is rebuilt, as the
+        # guide's own `sudo unattended-upgrade --dry-run` does. Two dry runs at once on one host
+        # remove each other's pid file and fail: flock on /etc/apt (an advisory lock; nothing
+        # written) runs them one after the other
         "unattended": "f=$(mktemp -p /dev/shm 2>/dev/null || mktemp); "
                       "printf 'Dir::Cache::pkgcache \"\";\\nDir::Cache::srcpkgcache \"\";\\n' > $f; "
-                      "$SUDO env APT_CONFIG=$f flock -w 120 /etc/apt unattended-upgrade --dry-run >/dev/null 2>&1; "
+                      "APT_CONFIG=$f $SUDO flock -w 120 /etc/apt unattended-upgrade --dry-run >/dev/null 2>&1; "
                       "echo rc=$?; rm -f $f",
         "apt_lists": "ls /var/lib/apt/lists",
         # no lock, and the package cache built in memory: apt would otherwise rewrite pkgcache.bin
@@ -299,13 +307,15 @@ def commands(roles, owner: str, aide_db: str, env_file: str) -> dict[str, str]:
     }
     if "app" in roles:
         cmds |= {
-            "app_stat": f"$SUDO stat -c '%a %U:%G %n' {app} {shlex.quote(env_file)} 2>&1",
-            "app_wrong_owner": f"$SUDO find {app} \\( ! -user {user} -o ! -group {group} \\) | head -20",
-            "app_others": f"$SUDO find {app} -perm /o=rwx | head -20",
+            "app_stat": f"$SUDO stat -c '%a %U:%G %n' {guide.APP_DIR} {shlex.quote(env_file)} 2>&1",
+            "app_wrong_owner": f"$SUDO find {guide.APP_DIR} \\( ! -user {app_user} -o ! -group {app_group} \\) "
+                               "| head -20",
+            "app_others": f"$SUDO find {guide.APP_DIR} -perm /o=rwx | head -20",
         }
     if {"db_primary", "db_replica"} & set(roles):
-        cmds["pg_files"] = ("for f in $($SUDO runuser -u postgres -- psql -qtAX -c 'SHOW config_file' "
-                            "-c 'SHOW hba_file'); do $SUDO stat -c '%a %U:%G %n' $f; done")
+        cmds["pg_files"] = ("$SUDO runuser -u postgres -- psql -qtAX -c 'SHOW config_file' -c 'SHOW hba_file' "
+                            "| { read -r pg_config_file; read -r pg_hba_file; [ -n \"$pg_hba_file\" ] && "
+                            "$SUDO stat -c '%a %U:%G %n' \"$pg_config_file\" \"$pg_hba_file\"; }")
     return cmds
 
 

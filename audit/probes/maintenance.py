@@ -22,6 +22,7 @@ from audit.facts import probe
 from audit.outcomes import CouldNotAudit
 from audit.probes.network import MISSING
 from audit.probes.shell import cron_expression, crontab_entries, script_commands, words  # noqa: F401
+from audit.sudo import grouped
 
 PERIODS = {"daily": dt.timedelta(days=1), "weekly": dt.timedelta(days=7), "monthly": dt.timedelta(days=31)}
 
@@ -150,24 +151,33 @@ class MaintenanceFacts:
         return schedules_of(path, list(self.entries), self.cron_dirs)
 
 
+SCRIPT_PATHS = " ".join([*guide.MAINTENANCE_SCRIPTS.values(), guide.API_KEY_SCRIPT])
+# `PATH MODE x|-` or `PATH missing` per script, from one fixed stat as root: a path it did not print
+# is missing only when stat said so (a refused sudo prints nothing, and the probe cannot audit)
+SCRIPT_MODES = (f"out=$($SUDO stat -c '%n %a %A' {SCRIPT_PATHS} 2>&1); printf '%s\\n' \"$out\" "
+                "| grep -qv -e '^/' -e '^stat: ' && exit 0; "
+                f"for f in {SCRIPT_PATHS}; do set -- $(printf '%s\\n' \"$out\" | awk -v f=\"$f\" '$1 == f'); "
+                "if [ $# -eq 3 ]; then case \"$3\" in ???[xst]*|??????[xst]*|?????????[xst]*) x=x;; *) x=-;; esac; "
+                "echo \"$1 $2 $x\"; else echo \"$f missing\"; fi; done")
+
+
 def commands(public_host: str, max_age_days: int) -> dict[str, str]:
     scripts = guide.MAINTENANCE_SCRIPTS
-    paths = " ".join([*scripts.values(), guide.API_KEY_SCRIPT])
     cmds = {
-        "stat": f"$SUDO sh -c 'for f in {paths}; do if [ -e $f ]; then printf \"%s %s %s\\n\" $f "
-                "$(stat -c %a $f) $([ -x $f ] && echo x || echo -); else echo $f missing; fi; done'",
-        # Debian's /var/spool/cron/crontabs/USER, RHEL's /var/spool/cron/USER
-        "user_crontabs": "$SUDO sh -c 'for f in /var/spool/cron/crontabs/* /var/spool/cron/*; do [ -f $f ] && "
-                         "{ echo \"#@user ${f##*/}\"; cat $f; }; done; true'",
-        "system_crontabs": "$SUDO sh -c 'cat /etc/crontab /etc/cron.d/* 2>/dev/null; true'",
+        "stat": SCRIPT_MODES,
+        # Debian's /var/spool/cron/crontabs/USER, RHEL's /var/spool/cron/USER: one fixed grep as root
+        "user_crontabs": "$SUDO grep -r -H -a -e ^ /var/spool/cron 2>/dev/null | " + grouped(
+            [(r"^/var/spool/cron/crontabs/[^./][^/]*$", 0), (r"^/var/spool/cron/[^./][^/]*$", 1)], '"#@user " b'),
+        "system_crontabs": "$SUDO grep -R -H -a -e ^ /etc/crontab /etc/cron.d 2>/dev/null | " + grouped(
+            [(r"^/etc/crontab$", 0), (r"^/etc/cron\.d/[^./][^/]*$", 1)]),
         "cron_dirs": "for d in daily weekly monthly; do for f in /etc/cron.$d/*; do [ -e $f ] && "
                      "echo \"$d $f $(readlink -f $f)\"; done; done; true",
         "old_logs": f"if [ -d {guide.APP_LOG_DIR} ]; then $SUDO find {guide.APP_LOG_DIR} -name '*.log.*' "
                     f"-mtime +{int(max_age_days)}; else echo '{MISSING}'; fi",
         "cert_expiry": f"$SUDO openssl x509 -noout -enddate -in {guide.LETSENCRYPT_LIVE}/{public_host}/cert.pem 2>&1",
     }
-    for period, path in scripts.items():
-        cmds[f"script_{period}"] = f"$SUDO cat {path}"
+    for period, maintenance_script in scripts.items():
+        cmds[f"script_{period}"] = f"$SUDO cat {maintenance_script}"
     return cmds
 
 

@@ -451,24 +451,32 @@ class MonitoringFacts(Unavailable):
             return value
 
 
+RULES_COPY = "@rules_file@"
+
+
 def rule_test_commands(rules_file: str) -> dict[str, str]:
-    """The shipped rule unit tests, piped to `promtool test rules` and pointed at the host's file."""
+    """The shipped rule unit tests, piped to `promtool test rules` as the audit account and pointed at
+    a copy of the host's file read as root (its messages name the host's file, as if run on it)."""
+    copy = f"$d/{rules_file.rsplit('/', 1)[-1]}"  # mktemp's directory: no space, no quote
     cmds = {}
     for alert, name in ALERT_TESTS.items():
-        doc = base64.b64encode(with_rule_files((RULE_TESTS / name).read_text(), rules_file).encode()).decode()
-        cmds[f"test {alert}"] = f"echo {doc} | base64 -d | $SUDO promtool test rules /dev/stdin 2>&1; echo rc=$?"
+        doc = base64.b64encode(with_rule_files((RULE_TESTS / name).read_text(), RULES_COPY).encode()).decode()
+        cmds[f"test {alert}"] = (
+            f"d=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d); if $SUDO cat {rules_file} > {copy}; "
+            f"then {{ echo {doc} | base64 -d | sed \"s#{RULES_COPY}#{copy}#\" | promtool test rules /dev/stdin 2>&1; "
+            f"echo rc=$?; }} | sed \"s#{copy}#{rules_file}#g\"; else echo rc=1; fi; rm -rf \"$d\"")
     return cmds
 
 
 @probe()
 def monitoring(session, host) -> MonitoringFacts:
     """prometheus.yml, the rules file, the dashboard and promtool's verdicts (one round trip)."""
-    rules_file, config = session.expected("MON-RULES-VALID")["file"], guide.PROMETHEUS_CONFIG
+    rules_file = session.expected("MON-RULES-VALID")["file"]
     grafana = session.inventory.setting("audit_grafana") is not None
     dashboard_file = host.settings.grafana_dashboard_file
     out = session.access.collect(host, {
-        "prometheus_yml": f"$SUDO cat {config}", "rules_yml": f"$SUDO cat {rules_file}",
-        "check_config": f"$SUDO promtool check config {config} 2>&1; echo rc=$?",
+        "prometheus_yml": f"$SUDO cat {guide.PROMETHEUS_CONFIG}", "rules_yml": f"$SUDO cat {rules_file}",
+        "check_config": f"$SUDO promtool check config {guide.PROMETHEUS_CONFIG} 2>&1; echo rc=$?",
         "check_rules": f"$SUDO promtool check rules {rules_file} 2>&1; echo rc=$?",
         "dashboard": "true" if grafana else f"$SUDO cat {dashboard_file}", **rule_test_commands(rules_file)})
     unavailable, running = {}, None
@@ -485,7 +493,7 @@ def monitoring(session, host) -> MonitoringFacts:
     else:
         board, problem = parse_document(out["dashboard"], f"dashboard JSON {dashboard_file}", json.loads)
         where = dashboard_file
-    parsed, config_problem = parse_document(out["prometheus_yml"], config)
+    parsed, config_problem = parse_document(out["prometheus_yml"], guide.PROMETHEUS_CONFIG)
     rules, rules_problem = parse_document(out["rules_yml"], f"rules file {rules_file}")
     return MonitoringFacts(
         unavailable=unavailable, host=host.name, config=parsed, config_problem=config_problem,
@@ -589,6 +597,14 @@ def prometheus(session) -> PrometheusFacts:
 EXPORTER_SERVICE = "prometheus-postgres-exporter"
 ROUND_TRIP_ALERT = "DatabaseConnectionFailure"
 MARGIN = 60  # seconds on top of `for`: a scrape, an evaluation and the send (15 s each) and slack
+SETTLE = 90  # seconds for the target to be up again and the alert to clear, after the exporter started
+# The host's service manager, as the checklist probe tells it (/run/systemd/system): a systemd unit
+# is stopped and started by systemctl; under init scripts the stop signals the pidfile's process
+# (`service X stop` cannot always match another user's process: start-stop-daemon --exec).
+SERVICE_STOP = ("if [ -d /run/systemd/system ]; then $SUDO systemctl stop {unit}; "
+                "else $SUDO kill $($SUDO cat /run/prometheus/{unit}.pid); fi")
+SERVICE_START = ("if [ -d /run/systemd/system ]; then $SUDO systemctl start {unit}; "
+                 "else $SUDO service {unit} start >/dev/null; fi")
 
 
 @dataclass(frozen=True)
@@ -596,36 +612,57 @@ class RoundTrip:
     already: list      # active before anything was stopped: the round trip cannot prove anything
     deadline_s: float
     waited_s: float
-    seen: list
+    seen: list         # the alert as Alertmanager holds it: alert_states()
+
+    @property
+    def suppressed(self) -> list:
+        """Arrived, but silenced or inhibited (or in no state that notifies): it never notifies."""
+        return [a for a in self.seen if a["state"] != "active"]
+
+
+def alert_states(alerts: list[dict]) -> list[dict]:
+    """What a check shows of Alertmanager's alerts: labels, state, what suppresses it, receivers."""
+    return [{"alert": alert_names([a])[0], "state": (a.get("status") or {}).get("state"),
+             "silenced by": (a.get("status") or {}).get("silencedBy") or [],
+             "inhibited by": (a.get("status") or {}).get("inhibitedBy") or [],
+             "receivers": [r.get("name") for r in a.get("receivers") or []]} for a in alerts]
 
 
 def active_alerts(session, name: str) -> list[dict]:
+    """`name` as Alertmanager holds it (not resolved; silenced and inhibited ones included)."""
     return [a for a in api(session, "alertmanager").get("/api/v2/alerts", active="true")
             if (a.get("labels") or {}).get("alertname") == name]
 
 
 def alert_round_trip(session, host, rule_for: float, postgres_job: str) -> RoundTrip:
-    """Stop the PostgreSQL exporter (by its pidfile: `service X stop` cannot always match another
-    user's process), poll Alertmanager until DatabaseConnectionFailure arrives or `for` + 60 s
-    passed, start the exporter again (in a finally) and wait until its target is up (60 s)."""
+    """Stop the PostgreSQL exporter (systemctl, or its pidfile's process), poll Alertmanager until
+    DatabaseConnectionFailure arrives or `for` + 60 s passed, start the exporter again (in a
+    finally) and wait until its target is up and the alert cleared in Prometheus and Alertmanager
+    (90 s), so that nothing of the round trip is left firing for the audits that follow."""
     access, prom = session.access, api(session, "prometheus")
     deadline, seen, waited = rule_for + MARGIN, [], 0.0
     already = active_alerts(session, ROUND_TRIP_ALERT)
     if already:
-        return RoundTrip(already, deadline, 0, [])
+        return RoundTrip(alert_states(already), deadline, 0, [])
     started = time.monotonic()
     try:
-        access.run(host, f"$SUDO kill $(cat /run/prometheus/{EXPORTER_SERVICE}.pid)", timeout=30)
+        stop = access.run(host, SERVICE_STOP.format(unit=EXPORTER_SERVICE), timeout=30)
+        if stop.rc != 0:
+            raise CouldNotAudit(host.name, EXPORTER_SERVICE, f"could not stop it (exit {stop.rc}): "
+                                                             f"{(stop.stderr or stop.stdout).strip()[-300:]}")
         while waited < deadline and not seen:
             time.sleep(5)
             seen = active_alerts(session, ROUND_TRIP_ALERT)
             waited = time.monotonic() - started
     finally:
-        access.run(host, f"$SUDO service {EXPORTER_SERVICE} start >/dev/null", timeout=30)
-        for _ in range(12):  # the target is scraped every 15 s: up again within 60 s
+        access.run(host, SERVICE_START.format(unit=EXPORTER_SERVICE), timeout=30)
+        settled = time.monotonic() + SETTLE
+        while not (scalar(prom.get("/api/v1/query", query=f'up{{job="{postgres_job}"}}')) == 1
+                   and not [a for a in prom.get("/api/v1/alerts").get("alerts", [])
+                            if (a.get("labels") or {}).get("alertname") == ROUND_TRIP_ALERT]
+                   and not active_alerts(session, ROUND_TRIP_ALERT)):
+            if time.monotonic() > settled:
+                raise CouldNotAudit(host.name, EXPORTER_SERVICE, f"its target is not up again, or {ROUND_TRIP_ALERT} "
+                                                                 f"has not cleared, {SETTLE} s after the check")
             time.sleep(5)
-            if scalar(prom.get("/api/v1/query", query=f'up{{job="{postgres_job}"}}')) == 1:
-                break
-        else:
-            raise CouldNotAudit(host.name, EXPORTER_SERVICE, "its target is not up again after the check")
-    return RoundTrip([], deadline, round(waited), seen)
+    return RoundTrip([], deadline, round(waited), alert_states(seen))

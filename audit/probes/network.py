@@ -229,8 +229,8 @@ def split_rc(output: str) -> tuple[str, int | None]:
 
 def file_command(path: str) -> str:
     """Read a file as root (`$SUDO`): its text, or a marker when it is missing or unreadable."""
-    p = shlex.quote(path)
-    return f"if [ -e {p} ]; then $SUDO cat {p} || echo '{UNREADABLE}'; else echo '{MISSING}'; fi"
+    config_file = shlex.quote(path)
+    return f"if [ -e {config_file} ]; then $SUDO cat {config_file} || echo '{UNREADABLE}'; else echo '{MISSING}'; fi"
 
 
 def file_text(host: str, path: str, output: str) -> str | None:
@@ -405,13 +405,16 @@ FIREWALL_COMMANDS = {
     "saved": file_command(guide.IPTABLES_RULES),
     "listening": "ss -Htln 2>/dev/null || netstat -tln 2>/dev/null",
 }
+UFW_ONLY = ("ufw", "ufw_conf", "ufw_default", "user_rules")  # asked where ufw is the firewall; "saved" elsewhere
 
 
 @probe()
 def firewall(session, host) -> FirewallFacts:
     """The host's firewall, running and on disk, and its listening sockets (one round trip)."""
-    out = session.access.collect(host, FIREWALL_COMMANDS)
     uses_ufw = guide.IPTABLES_GROUP not in host.roles
+    skip = ("saved",) if uses_ufw else UFW_ONLY  # the other firewall's files: not read (audit/sudo.py)
+    out = session.access.collect(host, {k: v for k, v in FIREWALL_COMMANDS.items() if k not in skip})
+    out |= {k: "" if k == "ufw" else MISSING for k in skip}
     iptables, rc = split_rc(out["iptables"])
     if rc != 0:
         raise CouldNotAudit(host.name, "iptables-save", f"it failed (exit {rc}): {iptables[-200:] or 'no output'}")

@@ -25,6 +25,7 @@ from audit.outcomes import CouldNotAudit
 from audit.probes.app import across, engine_failure, parse_sourced_env, read_containers, sourced_env_command
 
 DUMP = ["python3", "-m", "src.pynomaly.infrastructure.config.dump"]
+GUNICORN_DUMP = f"cd {guide.APP_DIR} && set -a && . {guide.ENV_FILE} >/dev/null 2>&1 && set +a && exec {' '.join(DUMP)}"
 SECRETS = ("SECRET_KEY", "JWT_SECRET")
 PLACEHOLDERS = re.compile(r"(?i)^(|changeme|change[-_ ]?me|secret|your[-_].*|.*here|\$\{.*\}|@@.*@@|none|null|xxx+)$")
 
@@ -107,10 +108,11 @@ def instance(name: str, text: str, env: dict, url_key: str) -> Instance:
 def app_config(session, host) -> AppConfigFacts:
     """ProductionConfig as each app instance builds it (the app's config dump)."""
     url_key = session.expected("PERF-RATE-LIMIT-STORAGE")["env"]
-    if host.settings.app_runtime == "gunicorn":
-        dump = f"cd {guide.APP_DIR} && set -a && . {guide.ENV_FILE} >/dev/null 2>&1 && set +a && exec {' '.join(DUMP)}"
+    if host.settings.app_runtime == "gunicorn":  # the dump runs as the app's own account, as the app does
+        app_user = session.expected("SEC-APP-DIR-OWNER")["owner"]
         out = session.access.collect(host, {
-            "dump": f"$SUDO env -i PATH=/usr/local/bin:/usr/bin:/bin bash -c {shlex.quote(dump)} 2>&1",
+            "dump": f"$SUDO runuser -u {app_user} -- env -i PATH=/usr/local/bin:/usr/bin:/bin "
+                    f"bash -c {shlex.quote(GUNICORN_DUMP)} 2>&1",
             "env": sourced_env_command(guide.ENV_FILE, [*SECRETS, url_key])})
         return AppConfigFacts({host.name: instance(host.name, out["dump"], parse_sourced_env(out["env"]), url_key)})
     url, _, found = read_containers(session, running=True)

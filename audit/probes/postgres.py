@@ -226,10 +226,11 @@ class PgSettingsFacts:
         return normalise(expected, row.unit if row is not None else None)
 
 
-PSQL = f"cd / && $SUDO runuser -u postgres -- env PGOPTIONS='-c default_transaction_read_only=on' " \
-       f"psql -qtAX -p {guide.PG_PORT} -d postgres -c "
 FILE_SETTINGS_SQL = ("SELECT coalesce(json_agg(f), '[]'::json) FROM (SELECT sourcefile, sourceline, seqno, name, "
                      "setting, applied, error FROM pg_file_settings) f")
+# as the postgres account, in a read-only session: one command with fixed arguments (audit/sudo.py)
+FILE_SETTINGS = (f"cd / && $SUDO runuser -u postgres -- psql -qtAX -p {guide.PG_PORT} -d postgres "
+                 f"-c 'SET default_transaction_read_only = on' -c {shlex.quote(FILE_SETTINGS_SQL)} 2>&1")
 
 
 @probe()
@@ -237,7 +238,7 @@ def pg_settings(session, host) -> PgSettingsFacts:
     """pg_settings through the audit role; pg_file_settings on the host as the postgres account."""
     rows = session.access.query(host, "SELECT name, setting, unit, source, sourcefile, sourceline, pending_restart "
                                       "FROM pg_settings")
-    out = session.access.collect(host, {"files": PSQL + shlex.quote(FILE_SETTINGS_SQL) + " 2>&1"})["files"]
+    out = session.access.collect(host, {"files": FILE_SETTINGS})["files"]
     try:
         files = file_settings(out)
     except ValueError as exc:

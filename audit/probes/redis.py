@@ -243,9 +243,11 @@ def config_get(flat) -> dict[str, str] | None:
     return dict(flat.items()) if isinstance(flat, dict) else dict(zip(flat[0::2], flat[1::2], strict=False))
 
 
-def conf_command(conf: str) -> str:
-    """Read only the guide's directives of a Redis configuration file (never requirepass/masterauth)."""
-    return f"$SUDO grep -E '^[[:space:]]*({'|'.join(KEYS)})([[:space:]]|$)' {shlex.quote(conf)}" if conf else "true"
+def conf_command(redis_conf: str) -> str:
+    """Only the guide's directives of a Redis configuration file (never requirepass/masterauth leave
+    the host): the file read as root, its lines chosen as the audit account."""
+    return (f"$SUDO cat {shlex.quote(redis_conf)} | grep -E '^[[:space:]]*({'|'.join(KEYS)})([[:space:]]|$)'"
+            if redis_conf else "true")
 
 
 def _safe_comparable(key: str, value):

@@ -301,7 +301,8 @@ def tls_host(session, host) -> TlsHost:
         "crontab": "$SUDO crontab -l -u root 2>&1; echo \"exit=$?\"",
         "plugin": f"dpkg-query -W -f='${{Status}} ${{Version}}\\n' {shlex.quote(package)} 2>&1 "
                   f"|| rpm -q {shlex.quote(package)} 2>&1",
-        "files": "; ".join(f"$SUDO test -f {shlex.quote(p)} && echo {shlex.quote(p)}" for p in paths) or "true",
+        "files": "; ".join(f"$SUDO test -f {shlex.quote(cert_file)} && echo {shlex.quote(cert_file)}"
+                           for cert_file in paths) or "true",
     })
     crontab = parse_crontab(out["crontab"])
     if crontab is None:

@@ -234,6 +234,8 @@ def _registry() -> tuple[Drift, ...]:
     modules += (architecture, cicd, maintenance, performance, scaling)
     from . import checklist  # issue 4: Monitoring Checklist, host parts
     modules += (checklist,)
+    from . import opt_in  # issue 17: what only the opt-in proofs see (live rate limits, restore, alert round trip)
+    modules += (opt_in,)
     from . import advisories  # issue 21: beyond the guide, proven on a hardened deployment
     modules += (advisories,)
     from . import fleet  # issue 18: which drifts run on the fleet flavour, and its own

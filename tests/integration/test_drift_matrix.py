@@ -11,7 +11,9 @@ that no drift owns counts against every drift of its module: a drift whose verdi
 batch, or a batch that cannot be applied or healed together, is run again one drift at a time,
 and that run decides. The blind spot of batching: a drift that also turns red a check that
 another drift of its batch owns is not seen, since that check is expected red; SHARED and ALONE
-keep the drifts that could do so apart.
+keep the drifts that could do so apart. Drifts that only opt-in checks see (the live rate limits,
+the restore test, the alert round trip: `Drift.opt_in`) are audited with `--opt-in=<marker>`,
+each alone; and those checks pass on the healthy deployment of each flavour.
 
 Which drifts: unset or `PYNOMALY_DRIFTS=all` (what `.ci/run` and `tox -e selftest` do) every
 drift (about 200 in about 34 batches, ~13 min); `quick` one per check module; `a,b` those, one by
@@ -101,10 +103,16 @@ class Batch:
         return {f.split("::")[0] for f, _ in self.owners}
 
 
+# Opt-in drifts are proven with their checks opted in (`--opt-in=<marker>`), each in a batch of
+# its own: the live rate limits spend the runner's rate-limit budget, the round trip stops an
+# exporter, the restore test writes a scratch database. The load drifts keep their own proof.
+OWN_PROOF = {"load": "tests/integration/test_load_gate.py (a short load profile without logins)"}
+
+
 def provable(drift) -> str | None:
     """Why a drift cannot be proven by this matrix, or None."""
-    if getattr(drift, "opt_in", None):
-        return f"only `-m {drift.opt_in}` checks see it; proved by its own integration test"
+    if drift.opt_in in OWN_PROOF:
+        return f"only `--opt-in={drift.opt_in}` checks see it; proved by {OWN_PROOF[drift.opt_in]}"
     unchecked = [r for r in drift.requirements if r not in CHECKS]
     if unchecked:
         return f"no check declares {', '.join(unchecked)}"
@@ -116,8 +124,19 @@ def fits(batch: Batch, drift) -> bool:
     it changes is shared with one of them, and neither it nor a drift already there has to be
     alone (it disturbs what others check)."""
     return (len(batch.drifts) < MAX_BATCH and not (batch.claims & claims_of(drift))
-            and not drift.alone and not any(d.alone for d in batch.drifts)
+            and not alone(drift) and not any(alone(d) for d in batch.drifts)
             and not set(drift.touches) & {t for d in batch.drifts for t in d.touches})
+
+
+def alone(drift) -> bool:
+    """ALONE, or seen only by opt-in checks (bursts, writes): never in a batch with another."""
+    return drift.alone or bool(drift.opt_in)
+
+
+def opt_in_args(drift_list) -> list[str]:
+    """`--opt-in=a,b` for the drifts' opt-in markers (none: the default checks only)."""
+    markers = sorted({d.opt_in for d in drift_list if d.opt_in})
+    return [f"--opt-in={','.join(markers)}"] if markers else []
 
 
 def on_fleet(drift) -> bool:
@@ -213,7 +232,7 @@ def audit_with(drift_list, modules, out_dir, times: dict | None = None, flavour=
         try:
             drifts.apply_all([d.name for d in drift_list])
             step("apply")
-            run = run_audit(flavour.inventory, out_dir, *sorted(modules))
+            run = run_audit(flavour.inventory, out_dir, *opt_in_args(drift_list), *sorted(modules))
             step("audit")
             return run
         finally:
@@ -286,6 +305,23 @@ def test_mutation_score(capsys):
                 if (why := provable(d)) is not None:
                     print(f"  not in the matrix ({name}): {d.name}: {why}")
         assert automatable
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("flavour_up", ["reference", "fleet"], indirect=True)
+def test_opt_in_proofs_pass_on_the_healthy_deployment(flavour_up, tmp_path, capsys):
+    """The live rate limits, the restore test and the alert round trip (`--opt-in=burst,writes`)
+    pass on the healthy deployment, under its lock (they spend the runner's rate-limit budget and
+    stop an exporter: no drift experiment meanwhile)."""
+    started = time.monotonic()
+    with flavour_up.selected(), drifts.lock():
+        run = run_audit(flavour_up.inventory, tmp_path, "--opt-in=burst,writes", "-m", "burst or writes")
+    assert run.exit_code == 0, run.explain()
+    checked = {r for t in run.by_outcome("passed").values() for r in t["requirements"].split(",")}
+    assert {"RATE-ZONE-API", "RATE-ZONE-LOGIN", "RATE-API-LIMIT", "RATE-LOGIN-LIMIT", "CHK-BACKUP-INTEGRITY-VERIFIED",
+            "CHK-MONITORING-ALERTS-FUNCTIONAL"} <= checked, run.explain()
+    with capsys.disabled():
+        print(f"\n  opt-in proofs on the healthy {flavour_up.name} deployment: {time.monotonic() - started:.0f} s")
 
 
 @pytest.mark.parametrize("flavour_up", ["reference", "fleet"], indirect=True)
