@@ -129,8 +129,8 @@ def prerequisites(session, host) -> PrerequisiteFacts:
     """The host's OS, cores, memory, root storage, links and software versions (one round trip)."""
     # a tool is asked only where a requirement judges it (certbot and docker-compose are slow
     # Python programs to start: asked everywhere they cost each host a second of CPU)
-    tools = {k: c for k, c in COMMANDS.items() if k not in TOOL_REQUIREMENT
-             or host.roles & set(session.catalogue[TOOL_REQUIREMENT[k]].roles or ()) or not host.roles}
+    tools = {k: c for k, c in COMMANDS.items() if k not in TOOL_REQUIREMENT or not host.roles
+             or host.roles & set(session.catalogue[TOOL_REQUIREMENT[k]].roles or ())}
     out = dict.fromkeys(COMMANDS, "") | session.access.collect(host, tools)
     device, size = root_disk(out["root_disk"])
     ssd, how = root_is_ssd(device, out["rotational"])

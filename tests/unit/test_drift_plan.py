@@ -39,10 +39,11 @@ def test_a_disturbed_check_is_the_disturbing_drifts_to_judge():
     health_503, least_conn = drifts.by_name("nginx-api-health-503"), drifts.by_name("nginx-no-least-conn")
     assert "NGINX-GZIP" in health_503.disturbs
     run = _run({GZIP: ("error", "NGINX-GZIP"), LEAST_CONN: ("failed", "NGINX-UPSTREAM-LEAST-CONN")})
-    batch = Batch([health_503, least_conn], set(owners_of(("APP-API-V1-HEALTH", "NGINX-UPSTREAM-LEAST-CONN"))))
+    batch = Batch(drifts=[health_503, least_conn],
+                  owners=set(owners_of(("APP-API-V1-HEALTH", "NGINX-UPSTREAM-LEAST-CONN"))))
     assert verdict(run, least_conn, batch) == []
     # without the declaration the gzip check's error would count against nginx-no-least-conn
     undeclared = dataclasses.replace(health_503, disturbs=())
-    problems = verdict(run, least_conn, Batch([undeclared, least_conn]))
+    problems = verdict(run, least_conn, Batch(drifts=[undeclared, least_conn]))
     assert len(problems) == 2
     assert "got ['NGINX-GZIP', 'NGINX-UPSTREAM-LEAST-CONN']" in problems[0]

@@ -34,7 +34,8 @@ def test_raw_testinfra_specs_are_not_inventories():
     assert resolve_inventory_arg("ssh://root@host1,docker://c1") is None
     inv = inventory_from_specs("ssh://root@host1,docker://c1")
     assert sorted(inv.hosts) == ["c1", "host1"]
-    assert inv.hosts["host1"].vars["testinfra_spec"] == "ssh://root@host1"
+    assert inv.hosts["host1"].vars == {"ansible_host": "host1", "ansible_user": "root"}
+    assert inv.hosts["c1"].vars == {"ansible_connection": "docker", "ansible_host": "c1"}
 
 
 def test_unknown_name_lists_the_available_inventories():

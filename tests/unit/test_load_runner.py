@@ -257,10 +257,11 @@ def test_a_run_without_workers_or_with_a_lost_worker_is_could_not_audit(tmp_path
     log = "[2026] vm/ERROR/locust.main: Gave up waiting for workers to connect\n"
     r = result(tmp_path, log=log, exit_code=1)
     assert runner.run_failure(r) == "no worker connected to the master within 30 s (expected lg1, lg2)"
-    (tmp_path / "events.jsonl").write_text(EVENTS.replace('"worker_lost", "workers": ["a wor\n',
-                                                          '"worker_lost", "why": "lg2 stopped answering"}\n'))
-    lost = result(tmp_path)
-    lost.events = runner.read_events(tmp_path / "events.jsonl")
+    lost = result(tmp_path / "lost")  # result() writes the captured files: the master's line comes after
+    (tmp_path / "lost" / "events.jsonl").write_text(EVENTS.replace('"workers": ["a wor\n',
+                                                                   '"why": "lg2 stopped answering"}\n'))
+    lost.events = runner.read_events(tmp_path / "lost" / "events.jsonl")
+    assert lost.events[-1] == {"t": 1795797749.95, "event": "worker_lost", "why": "lg2 stopped answering"}
     assert runner.run_failure(lost) == "lg2 stopped answering"
     assert runner.run_failure(result(tmp_path / "x", failure="the worker on lg2 ended")) == "the worker on lg2 ended"
     assert "exited with 2" in runner.run_failure(result(tmp_path / "y", log="boom", exit_code=2))

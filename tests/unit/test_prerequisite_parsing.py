@@ -30,7 +30,7 @@ WEB1 = {
 def gather(outputs: dict[str, str]):
     text = "\n".join(f"{MARK}{k}\n{v}" for k, v in outputs.items())
     access = SimpleNamespace(collect=lambda host, commands: parse_sections(text, commands))
-    return prereq.prerequisites(SimpleNamespace(access=access), SimpleNamespace(name="web1"))
+    return prereq.prerequisites(SimpleNamespace(access=access), SimpleNamespace(name="web1", roles=set()))
 
 
 @pytest.mark.parametrize(("root", "rotational", "ssd"), [
