@@ -542,7 +542,8 @@ def compare_with_nginx(samples: list[dict[str, Any]], nginx: list[dict[str, Any]
            "locust_p95_s": None if a is None else round(a, 4), "nginx_p95_s": b,
            "difference_ms": None if a is None or b is None else round(1000 * (a - b), 1),
            "difference_percent": diff}
-    out["agrees"] = diff is not None and abs(diff) <= NGINX_AGREEMENT_PERCENT
+    same_requests = len(theirs) >= 0.9 * len(ours)  # else the two p95s are not over the same requests
+    out["agrees"] = diff is not None and abs(diff) <= NGINX_AGREEMENT_PERCENT and same_requests
     if not out["agrees"]:
         out["why_not"] = nginx_disagreement(out, generator_cpu)
     return out

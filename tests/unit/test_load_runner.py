@@ -71,6 +71,7 @@ NGINX_TIMING_LOG = """1795797728.500 0.001 200 "GET /static/app.css HTTP/1.1" "p
 
 
 def write_run(tmp_path: Path, samples: str = SAMPLES, cpu: str = CPU, events: str = EVENTS) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "samples.csv").write_text(samples)
     (tmp_path / "cpu.csv").write_text(cpu)
     (tmp_path / "events.jsonl").write_text(events)
