@@ -13,6 +13,7 @@ Checks never come here: probes (audit/probes/) do, and checks judge what the pro
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import json
 import shlex
@@ -126,7 +127,7 @@ class Access:
         if self.transport is not None:
             self.transport.count(host.name, "commands")
         try:
-            result = self._backend(host).run(wrapped)
+            result = self._spawn_once_more(host, wrapped)
         except RuntimeError as exc:  # testinfra's ssh backend: ssh itself failed (rc 255)
             cause = ssh_cause(getattr(exc.args[0], "stderr", "") if exc.args else "")
             raise HostUnreachable(host.name, f"{host.address}: {cause}") from None
@@ -139,6 +140,18 @@ class Access:
         if result.rc == 124:
             raise HostUnreachable(host.name, f"a command did not finish within {timeout} s")
         return result
+
+    def _spawn_once_more(self, host: Host, wrapped: str):
+        """The backend's run; when this machine could not start the client process (fork/exec
+        EFAULT, EAGAIN or ENOMEM under load: seen once as "[Errno 14] Bad address: '/bin/sh'"),
+        once more after a pause, since that says nothing of the host."""
+        try:
+            return self._backend(host).run(wrapped)
+        except OSError as exc:
+            if exc.errno not in (errno.EFAULT, errno.EAGAIN, errno.ENOMEM):
+                raise
+            time.sleep(0.5)
+            return self._backend(host).run(wrapped)
 
     def collect(self, host: Host, commands: dict[str, str], timeout: int = COMMAND) -> dict[str, str]:
         """Run a named group of commands in ONE round trip; name -> output ('' when it printed

@@ -600,9 +600,10 @@ MARGIN = 60  # seconds on top of `for`: a scrape, an evaluation and the send (15
 SETTLE = 90  # seconds for the target to be up again and the alert to clear, after the exporter started
 # The host's service manager, as the checklist probe tells it (/run/systemd/system): a systemd unit
 # is stopped and started by systemctl; under init scripts the stop signals the pidfile's process
-# (`service X stop` cannot always match another user's process: start-stop-daemon --exec).
+# (`service X stop` cannot always match another user's process: start-stop-daemon --exec) with
+# `pkill -F`, which reads the pid file itself: a fixed command line for sudo, no pid from the account.
 SERVICE_STOP = ("if [ -d /run/systemd/system ]; then $SUDO systemctl stop {unit}; "
-                "else $SUDO kill $($SUDO cat /run/prometheus/{unit}.pid); fi")
+                "else $SUDO pkill -F /run/prometheus/{unit}.pid; fi")
 SERVICE_START = ("if [ -d /run/systemd/system ]; then $SUDO systemctl start {unit}; "
                  "else $SUDO service {unit} start >/dev/null; fi")
 

@@ -152,6 +152,10 @@ SHARED = {
     # the newest backup: a truncated copy written today is also a backup that is recent and from today
     "db-backups": ("backup-db-stale", "backup-db-none-today", "backup-db-truncated"),
     "app-backups": ("backup-app-stale", "backup-app-truncated"),
+    # the fleet's web1: every iptables drift keeps rules.v4 in one backup file, and restores it
+    "fleet-iptables": ("iptables-rule-not-saved", "iptables-no-final-drop", "iptables-not-reloaded",
+                       "iptables-prometheus-public", "iptables-flushed", "iptables-rules-file-missing",
+                       "iptables-not-persisted"),
 }
 # Drifts that take away something every area or drift relies on: a daemon or an app instance
 # down (Prometheus reloads wait for their targets), the app's database login, a configuration

@@ -143,7 +143,8 @@ DRIFTS: tuple[Drift, ...] = (
     _fleet("iptables-flushed", ("NET-IPTABLES-INPUT-RULES", "NET-IPTABLES-RULES-SAVED"),
            f"web1: iptables -F INPUT (every port open; {RULES_V4} still holds the guide's rules)",
            *_iptables("iptables -F INPUT", "pynomaly-setup-common >/dev/null")),  # the guide's rules again
-    _fleet("iptables-rules-file-missing", ("NET-IPTABLES-RULES-SAVED",),
+    # nothing saved: the INPUT chain has no on-disk side to agree with (live truth, issue 19)
+    _fleet("iptables-rules-file-missing", ("NET-IPTABLES-INPUT-RULES", "NET-IPTABLES-RULES-SAVED"),
            f"web1: {RULES_V4} moved away (netfilter-persistent would restore nothing at boot)",
            *_iptables(f"rm -f {RULES_V4}", "true")),
     # running vs on disk (issue 19)
