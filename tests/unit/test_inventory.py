@@ -128,3 +128,29 @@ all:
         resolve_secret(inv, "a")
     with pytest.raises(InventoryError, match="audit_secrets.zzz: not defined"):
         resolve_secret(inv, "zzz")
+
+
+CHECKS_NEED = ("audit_public_host", "audit_public_url", "audit_docker_url", "audit_prometheus", "audit_alertmanager",
+               "audit_deploy_repo", "audit_secrets", "audit_settings")
+SECRETS_NEEDED = {"db_audit_password", "db_password", "redis_password", "app_username", "app_password", "jwt_secret"}
+# optional endpoints: unless declared, their requirements are could-not-audit naming the key
+OR_NOT_APPLICABLE = {"audit_aws": ("NET-AWS-SG-HTTPS-INGRESS", "NGINX-ALB-TARGET-HEALTH-CHECK", "BAK-DB-S3-UPLOAD"),
+                     "audit_elasticsearch": ("ARCH-ELK-STACK",)}
+
+
+@pytest.mark.parametrize("name", ["prod", "staging"])
+def test_shipped_examples_name_every_role_and_key_the_checks_need(name):
+    """A copy of prod.yml or staging.yml, filled in, audits everything: no role without a host, no
+    key a check needs left out (issue 17: a missing key is could-not-audit, never a silent skip)."""
+    from audit.catalogue import load_catalogue
+    from audit.inventory import load_inventory
+
+    inv = load_inventory(ROOT / "inventories" / f"{name}.yml")
+    roles = {role for r in load_catalogue().requirements for role in (r.roles or ()) if role != "all"}
+    declared = inv.globals.get("audit_not_applicable") or {}
+    assert roles - {"iptables"} <= inv.roles, f"roles without a host: {sorted(roles - inv.roles)}"
+    assert "iptables" in inv.roles or "NET-IPTABLES-*" in declared
+    assert [k for k in CHECKS_NEED if not inv.globals.get(k)] == []
+    assert set(inv.globals["audit_secrets"]) >= SECRETS_NEEDED
+    for key, requirements in OR_NOT_APPLICABLE.items():
+        assert inv.globals.get(key) or set(requirements) <= set(declared), key
