@@ -196,6 +196,7 @@ def up() -> None:
         _provision(client, st, app_image)
     setup.app(client, st, app_image, first=False)  # no-op when app1 runs the current image
     setup.apt_index(client)  # no-op when the hosts have it
+    setup.sudoers(client)  # no-op when the hosts have the rules audit/sudo.py renders
     health.wait_healthy(client, st)
     record = _deployment_record(client, st, host_images, app_image)
     if st.load() != record:

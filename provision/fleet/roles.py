@@ -9,11 +9,14 @@ import re
 from .. import render
 from .. import roles as ref
 from ..roles import SETUP_DIR, Dir, File
+from ..state import ROOT
 from .state import FleetState
 from .topology import AUDIT_USER, DEPLOYMENT_NET, HOSTS, PUBLIC_NAME, Host, host
 
 APP_OWNER = "pynomaly:pynomaly"
 APP_HOST = "app1"
+SUDOERS = f"/etc/sudoers.d/{AUDIT_USER}"
+INVENTORY = ROOT / "inventories" / "fleet.yml"
 
 
 def context(h: Host, st: FleetState) -> dict[str, str]:
@@ -74,6 +77,21 @@ def cluster_conf(text: str, port: int) -> str:
                         f"(systemd unit redis-server@{port}, Debian's template)")
 
 
+# ---------------------------------------------------------------- the audit account's sudo rules
+
+def sudoers_file(h: Host) -> File:
+    """/etc/sudoers.d/auditor: the commands the default audit runs as root on ``h``, each with its
+    fixed arguments, as an operator renders them (audit/sudo.py, `python -m audit.sudoers
+    --inventory fleet --host NAME`); nothing else (no opt-in's writes: those are granted for their
+    run only, README "What the audit account must be granted")."""
+    from audit import sudoers
+    from audit.inventory import load_inventory
+
+    command = f"python -m audit.sudoers --inventory fleet --host {h.name}"
+    text, _ = sudoers.sudoers(load_inventory(INVENTORY), h.name, command=command)
+    return File(SUDOERS, text.encode(), 0o440)
+
+
 # ---------------------------------------------------------------- per role
 
 def _common(h: Host, st: FleetState, ctx: dict) -> list[File | Dir]:
@@ -88,7 +106,7 @@ def _common(h: Host, st: FleetState, ctx: dict) -> list[File | Dir]:
         File("/etc/ssh/ssh_host_ed25519_key.pub", hostkey.with_suffix(".pub").read_bytes()),
         Dir(f"{home}/.ssh", 0o700, owner),
         File(f"{home}/.ssh/authorized_keys", st.key.with_suffix(".pub").read_bytes(), 0o600, owner),
-        File("/etc/sudoers.d/auditor", _tpl("fleet/sudoers-auditor", ctx), 0o440),
+        sudoers_file(h),
         File("/etc/fail2ban/jail.local", _tpl("common/jail.local", ctx)),
         File("/etc/aide/aide.conf", _tpl("common/aide.conf", ctx)),
         File(f"{SETUP_DIR}/pynomaly-setup-common", _tpl(setup, ctx), 0o755),
@@ -205,6 +223,8 @@ def config_hash(h: Host, st: FleetState, image: str) -> str:
     digest = hashlib.sha256(image.encode())
     digest.update(f"{h.public_ip},{h.ports},{h.firewall},{h.docker_engine}".encode())
     for item in files_for(h, st):
+        if item.dest == SUDOERS:  # follows audit/sudo.py: installed in place by every `up` (setup.sudoers)
+            continue
         digest.update(f"{item.dest}|{item.mode:o}|{item.owner}".encode())
         if isinstance(item, File):
             digest.update(item.content)

@@ -242,3 +242,40 @@ def apt_index(client: docker.DockerClient) -> None:
             c.put_archive(APT_LISTS, data)
 
     parallel(copy, HOSTS)
+
+
+SUDOERS_NEW = "/root/pynomaly-sudoers.new"  # outside /etc/sudoers.d until visudo has accepted it
+
+
+def sudoers(client: docker.DockerClient) -> None:
+    """The audit account's narrow sudo rules (roles.sudoers_file, rendered from audit/sudo.py) into
+    every host whose /etc/sudoers.d/auditor differs: written beside, checked by `visudo -cf`, then
+    moved into place, and the whole configuration checked by `visudo -c` (a broken file would
+    leave root's sudo unusable). A no-op on hosts that have it: warm `up` keeps it current when a
+    probe's `$SUDO` command changes, without recreating the fleet (it is outside config_hash)."""
+    import io
+    import tarfile
+
+    from . import roles
+
+    def install(h: Host) -> str | None:
+        c = client.containers.get(h.container)
+        want = roles.sudoers_file(h)
+        code, have = containers.run(c, ["cat", want.dest], check=False)
+        if code == 0 and have.encode() == want.content:
+            containers.run(c, "visudo -c")  # as placed at creation: checked once it runs
+            return None
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(SUDOERS_NEW.lstrip("/"))
+            info.size, info.mode, info.uid, info.gid = len(want.content), want.mode, 0, 0
+            tar.addfile(info, io.BytesIO(want.content))
+        if not c.put_archive("/", buf.getvalue()):
+            raise ProvisionError(f"{h.name}: copying {SUDOERS_NEW} failed")
+        containers.run(c, f"visudo -cf {SUDOERS_NEW} && chown root:root {SUDOERS_NEW} && "
+                          f"chmod 0440 {SUDOERS_NEW} && mv -f {SUDOERS_NEW} {want.dest} && visudo -c")
+        return h.name
+
+    changed = [n for n in parallel(install, HOSTS) if n]
+    if changed:
+        step(f"{', '.join(changed)}: /etc/sudoers.d/auditor, the audit's commands only (audit/sudo.py)")
