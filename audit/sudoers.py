@@ -24,19 +24,31 @@ from audit import guide, sudo
 from audit.settings import DEFAULTS
 from audit.sudo import Pattern, Target, Value
 
-SUDOERS_SPECIAL = re.compile(r"""([\s,:=()!#"'\\])""")
-GLOB = re.compile(r"([*?\[\]])")
+# sudo matches a rule's arguments with fnmatch(3) against the command's arguments joined by spaces;
+# its lexer (toke.l) keeps `\*`, `\?`, `\[`, `\]`, `\!`, `\^` as they are (fnmatch's escapes) and
+# turns `\,`, `\:`, `\=`, `\#`, `\ `, `\\` into the character; any other backslash is a syntax
+# error (visudo: `\(`, `\'`). So: the sudoers specials are escaped for the lexer, the glob
+# characters for fnmatch, and a backslash for both (four: fnmatch's `\\`, each for the lexer).
+SUDOERS_SPECIAL = re.compile(r"([\s,:=#])")
+SPECIALS = set(" \t,:=#*?[]")
+BACKSLASH = "\\" * 4
 SECURE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 OPT_IN = ("writes", "burst", "load")
 
 
 def word(value: Value) -> str:
-    """One argument as a sudoers word: every special character escaped; a Pattern keeps its glob."""
+    """One argument as a sudoers word that sudo matches to exactly this argument; a Pattern keeps
+    its glob (its `\\x` are fnmatch's escapes of a glob character: kept as they are)."""
     if isinstance(value, Pattern):
-        return re.sub(r"([\s,:=()!#\"'])", r"\\\1", value.text)
+        text = value.text
+        if "\n" in text or "\\\\" in text:
+            raise ValueError(f"a pattern sudoers cannot hold: {text!r}")
+        return SUDOERS_SPECIAL.sub(r"\\\1", text)
     if value == "":
         raise ValueError("an empty argument cannot be written in sudoers")
-    return GLOB.sub(r"\\\1", SUDOERS_SPECIAL.sub(r"\\\1", value))
+    if "\n" in value:
+        raise ValueError(f"a line break cannot be written in sudoers: {value!r}")
+    return "".join(BACKSLASH if c == "\\" else f"\\{c}" if c in SPECIALS else c for c in value)
 
 
 def line(argv: tuple[Value, ...], distro: str, resolved: dict[str, str] | None) -> str:

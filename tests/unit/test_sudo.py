@@ -154,9 +154,15 @@ def test_the_parser_reads_arguments_as_sudo_receives_them():
 def test_words_are_escaped_so_that_sudo_matches_them_literally():
     assert sudoers.word("%a %U:%G %n") == r"%a\ %U\:%G\ %n"
     assert sudoers.word("/var/log/nginx/*") == r"/var/log/nginx/\*"
+    # parentheses and quotes are plain in a command's arguments (visudo refuses `\(`, `\'`)
     assert sudoers.word("SELECT coalesce(json_agg(f), '[]'::json)") == \
-        r"SELECT\ coalesce\(json_agg\(f\)\,\ \'\[\]\'\:\:json\)"
+        r"SELECT\ coalesce(json_agg(f)\,\ '\[\]'\:\:json)"
     assert sudoers.word("_COMM=sshd") == r"_COMM\=sshd"
+    assert sudoers.word("( ! -user") == r"(\ !\ -user"
+    # a literal backslash: `\\` for fnmatch, each one `\\` for the lexer
+    assert sudoers.word("%T@ %p\\n") == r"%T@\ %p\\\\n"
+    with pytest.raises(ValueError, match="line break"):
+        sudoers.word("a\nb")
     assert sudoers.word(Pattern("/opt/b/x_[0-9][0-9].gz")) == "/opt/b/x_[0-9][0-9].gz"
     with pytest.raises(ValueError, match="empty"):
         sudoers.word("")
