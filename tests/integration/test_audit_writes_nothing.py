@@ -1,8 +1,9 @@
 """A default audit changes nothing: no write statement to PostgreSQL, no write command to any
-Redis, no file left behind on any host.
+Redis, no file left behind on any host; on both flavours (the fleet's audit reads through sudo as
+`auditor`, its units are systemd's).
 
-One full default audit (`pytest --hosts=local -n 2`, default markers: no `writes`) is watched
-three ways while it runs:
+One full default audit (`pytest --hosts=local -n 2` or `--hosts=fleet`, default markers: no
+`writes`) is watched three ways while it runs:
 - PostgreSQL: the reference primary logs every data-modifying statement (`log_statement =
   'mod'`, see provision/DEVIATIONS.md); not one from the audit role `pynomaly_audit`, and no
   write attempt refused as read-only (the audit's pynomaly_user sessions are forced read-only).
@@ -25,11 +26,13 @@ from collections import Counter
 import pytest
 
 from provision import containers, docker_engine, drifts, topology
+from provision.fleet import topology as fleet_topology
+from provision.fleet.state import FleetState
 from provision.state import State
 from tests.integration.audit_runner import run_audit
+from tests.integration.flavours import FLAVOURS, FLEET
 
-PG_LOG = "/var/log/postgresql/postgresql-15-main.log"
-REDIS = [("cache1", 6379)] + [(h.name, p) for h in topology.hosts_with("redis_cluster") for p in topology.CLUSTER_PORTS]
+PG_LOG = "/var/log/postgresql/postgresql-15-main.log"  # both flavours: the Debian cluster's log file
 MARKER = "/dev/shm/pynomaly-audit-marker"  # tmpfs: outside the filesystem that is scanned
 # Written by the services on their own (or by their log), never by the audit's commands.
 SERVICE_WRITES = ("/var/log/", "/var/lib/postgresql/", "/var/lib/redis/", "/var/lib/prometheus/",
@@ -41,6 +44,7 @@ SIDE_EFFECTS = {
     "/var/lib/apt/periodic/unattended-upgrades-stamp": "the guide's `unattended-upgrade --dry-run` writes its "
                                                        "stamp even when dry (created by its first run)",
     "/run/motd.dynamic": "sshd's PAM session (pam_motd) writes it at every login",
+    "/var/lib/sudo/lectured/auditor": "sudo's first-use lecture stamp of the audit account (fleet)",
 }
 # Redis commands outside @read that only inspect (the container command and its subcommand).
 INSPECTION = {"ping", "info", "config|get", "cluster|info", "cluster|nodes", "cluster|slots", "cluster|shards",
@@ -55,33 +59,45 @@ def _docker():
     return docker_engine.client_or_none()
 
 
-def _ctx() -> drifts.Ctx:
-    """provision's own helpers: `sh` in a host, `redis` (redis-cli with the password from the state)."""
-    return drifts.Ctx(_docker(), State())
+def _ctx(name: str = "reference") -> drifts.Ctx:
+    """provision's own helpers for a flavour: `container(host)` (the fleet's are `fleet-*`), `sh`
+    in a host, `redis` (redis-cli with the password from the flavour's state)."""
+    return drifts.Ctx(_docker(), FleetState() if name == "fleet" else State(), name)
 
 
-def _redis_cli(host: str, port: int, args: str) -> str:
-    return _ctx().redis(host, port, args)
+def _hosts(ctx: drifts.Ctx) -> list[str]:
+    return [h.name for h in (fleet_topology if ctx.fleet else topology).HOSTS]
+
+
+def _redis_instances(ctx: drifts.Ctx) -> list[tuple[str, int]]:
+    topo = fleet_topology if ctx.fleet else topology
+    return [("cache1", 6379)] + [(h.name, p) for h in topo.hosts_with("redis_cluster") for p in topo.CLUSTER_PORTS]
+
+
+def _redis_cli(host: str, port: int, args: str, ctx: drifts.Ctx | None = None) -> str:
+    return (ctx or _ctx()).redis(host, port, args)
 
 
 class RedisMonitor:
     """`redis-cli MONITOR` on every instance, into /dev/shm (tmpfs), for the duration of a block."""
 
+    def __init__(self, ctx: drifts.Ctx | None = None):
+        self.ctx = ctx or _ctx()
+
     def _log(self, port: int) -> str:
         return f"/dev/shm/pynomaly-monitor-{port}"
 
     def __enter__(self):
-        for host, port in REDIS:  # MONITOR in the background: its output is read at the end
-            _redis_cli(host, port, f"MONITOR > {self._log(port)} 2>&1 & echo $! > {self._log(port)}.pid")
+        for host, port in _redis_instances(self.ctx):  # MONITOR in the background: read at the end
+            _redis_cli(host, port, f"MONITOR > {self._log(port)} 2>&1 & echo $! > {self._log(port)}.pid", self.ctx)
         return self
 
     def __exit__(self, *exc) -> None:
         self.logs = {}
-        for host, port in REDIS:
+        for host, port in _redis_instances(self.ctx):
             log = self._log(port)
             self.logs[(host, port)] = containers.run(
-                _docker().containers.get(host),
-                f"kill $(cat {log}.pid); cat {log}; rm -f {log} {log}.pid")[1]
+                self.ctx.container(host), f"kill $(cat {log}.pid); cat {log}; rm -f {log} {log}.pid")[1]
 
 
 def commands_from(log: str, source: str = "127.0.0.1") -> Counter:
@@ -113,22 +129,26 @@ def redis_categories() -> tuple[set[str], set[str]]:
     return listed("write"), listed("read")
 
 
-@pytest.fixture(scope="module")
-def watched_audit(deployment, tmp_path_factory):
-    """The full default audit, with the PostgreSQL log, Redis MONITOR and file markers watching."""
-    docker = _docker()
-    db1 = docker.containers.get("db1")
-    pg_start = int(containers.run(db1, f"stat -c %s {PG_LOG}")[1].strip())
-    for host in topology.HOSTS:
-        containers.run(docker.containers.get(host.name), f"touch {MARKER}")
-    with RedisMonitor() as monitor:
-        run = run_audit("local", tmp_path_factory.mktemp("audit"), "-n", "2")
-    left = {}
-    for host in topology.HOSTS:
-        container = docker.containers.get(host.name)
-        left[host.name] = files_newer_than_marker(container)
-        containers.run(container, f"rm -f {MARKER}")
-    pg_log = containers.run(db1, f"tail -c +{pg_start + 1} {PG_LOG}")[1]
+@pytest.fixture(scope="module", params=["reference", "fleet"])
+def watched_audit(request, tmp_path_factory):
+    """The full default audit of a flavour, with the PostgreSQL log, Redis MONITOR and file
+    markers watching (under the flavour's drift lock: no drift experiment meanwhile)."""
+    flavour = FLAVOURS[request.param]
+    request.getfixturevalue("fleet_deployment" if flavour is FLEET else "deployment")
+    ctx = _ctx(flavour.name)
+    with flavour.selected(), drifts.lock():
+        db1 = ctx.container("db1")
+        pg_start = int(containers.run(db1, f"stat -c %s {PG_LOG}")[1].strip())
+        for host in _hosts(ctx):
+            containers.run(ctx.container(host), f"touch {MARKER}")
+        with RedisMonitor(ctx) as monitor:
+            run = run_audit(flavour.inventory, tmp_path_factory.mktemp("audit"), "-n", "2")
+        left = {}
+        for host in _hosts(ctx):
+            container = ctx.container(host)
+            left[host] = files_newer_than_marker(container)
+            containers.run(container, f"rm -f {MARKER}")
+        pg_log = containers.run(db1, f"tail -c +{pg_start + 1} {PG_LOG}")[1]
     return run, pg_log, monitor.logs, left
 
 
