@@ -203,7 +203,7 @@ def restore_script(scratch: str, database: str, backup_dir: str) -> str:
         "set -u",
         f"f=$(ls -t {backup_dir}/*.sql.gz | head -1); echo \"newest $f\"",
         f"trap '$SUDO {PSQL} -c \"DROP DATABASE IF EXISTS {scratch}\" >/dev/null 2>&1' EXIT",
-        f"$SUDO {PSQL} -c 'CREATE DATABASE {scratch}' || exit 3",
+        f"$SUDO {PSQL} -c 'CREATE DATABASE {scratch}' 2>&1 || exit 3",
         f"gunzip -c \"$f\" | $SUDO {PSQL} -v ON_ERROR_STOP=1 -d {scratch} >/dev/null 2>/tmp/.pa-restore.err;"
         " echo \"restore rc=$?\"; head -5 /tmp/.pa-restore.err; rm -f /tmp/.pa-restore.err",
         f"echo '--- restored'; $SUDO {PSQL} -d {scratch} -c \"{RESTORE_COUNT_SQL}\"",
@@ -320,6 +320,14 @@ def restore_newest_backup(session, host) -> Restore:
     database, count the rows of both, drop the scratch database."""
     dump = session.expected("BAK-DB-SCRIPT-DUMP")
     scratch = f"pynomaly_restore_check_{int(time.time())}"
-    out = session.access.run(host, restore_script(scratch, dump["database"], dump["backup_dir"]),
-                             timeout=RESTORE_TIMEOUT).stdout
+    result = session.access.run(host, restore_script(scratch, dump["database"], dump["backup_dir"]),
+                                timeout=RESTORE_TIMEOUT)
+    out = result.stdout
+    refused = [line for line in (out + "\n" + (result.stderr or "")).splitlines() if line.startswith("sudo: ")]
+    if refused:  # the audit account may not run a step as postgres: nothing is known of the backup
+        raise CouldNotAudit(host.name, "sudo", f"{refused[0].removeprefix('sudo: ')} (the restore test needs the "
+                                               "opt-in `writes` rules: python -m audit.sudoers --opt-in writes)")
+    if result.rc == 3:
+        raise CouldNotAudit(host.name, "PostgreSQL", f"could not create the scratch database {scratch}: "
+                                                     f"{out.strip().splitlines()[-1] if out.strip() else 'no output'}")
     return Restore(out, row_counts(out, "restored"), row_counts(out, "live"))

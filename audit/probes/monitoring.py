@@ -648,6 +648,11 @@ def alert_round_trip(session, host, rule_for: float, postgres_job: str) -> Round
     started = time.monotonic()
     try:
         stop = access.run(host, SERVICE_STOP.format(unit=EXPORTER_SERVICE), timeout=30)
+        said = (stop.stderr or stop.stdout).strip()
+        if stop.rc != 0 and said.startswith("sudo: "):
+            refused = said.splitlines()[0].removeprefix("sudo: ")
+            raise CouldNotAudit(host.name, "sudo", f"{refused}: stopping {EXPORTER_SERVICE} needs the opt-in "
+                                                   "`writes` rules (python -m audit.sudoers --opt-in writes)")
         if stop.rc != 0:
             raise CouldNotAudit(host.name, EXPORTER_SERVICE, f"could not stop it (exit {stop.rc}): "
                                                              f"{(stop.stderr or stop.stdout).strip()[-300:]}")

@@ -207,3 +207,30 @@ def test_restore_row_counts():
     script = chk.restore_script("pynomaly_restore_check_1", "pynomaly_prod", "/opt/backups/postgres")
     assert "DROP DATABASE IF EXISTS pynomaly_restore_check_1" in script
     assert "$SUDO runuser -u postgres" in script
+
+
+def test_restore_refused_by_sudo_is_could_not_audit_naming_sudo():
+    """The opt-in restore test under the default sudo rules (no `writes` rules): sudo refuses the
+    scratch database; that says nothing of the backup (never a failed restore)."""
+    from types import SimpleNamespace
+
+    from audit.outcomes import CouldNotAudit
+
+    def session(rc, stdout, stderr=""):
+        ran = SimpleNamespace(rc=rc, stdout=stdout, stderr=stderr)
+        return SimpleNamespace(expected=lambda _r: {"database": "pynomaly_prod", "backup_dir": "/opt/backups/postgres"},
+                               access=SimpleNamespace(run=lambda *_a, **_k: ran))
+
+    host = SimpleNamespace(name="db1")
+    refused = session(3, "newest /opt/backups/postgres/x.sql.gz\nsudo: a password is required\n")
+    with pytest.raises(CouldNotAudit) as exc:
+        chk.restore_newest_backup(refused, host)
+    assert exc.value.service == "sudo"
+    assert "a password is required" in exc.value.why
+    with pytest.raises(CouldNotAudit) as exc:
+        chk.restore_newest_backup(session(3, "newest f\nERROR:  permission denied to create database\n"), host)
+    assert exc.value.service == "PostgreSQL"
+    assert "permission denied" in exc.value.why
+    ok = chk.restore_newest_backup(session(0, "newest f\nrestore rc=0\n--- restored\nusers 3\n--- live\nusers 3\n"),
+                                   host)
+    assert ok.restored == {"users": 3}
