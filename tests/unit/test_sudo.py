@@ -250,3 +250,25 @@ def test_every_parameter_has_values_for_every_role():
         for groups in (None, frozenset(guide.SERVER_ROLES) | {"docker", guide.IPTABLES_GROUP}):
             t = sudo.Target(groups, default_target().expected, "example.org", sysvinit=True)
             assert c.lines(t), c.argv
+
+
+def test_the_fleet_installs_the_rendered_rules_of_each_host():
+    """provision --flavour fleet up puts `python -m audit.sudoers --inventory fleet --host NAME`
+    into each host (no broad rule), outside the hosts' configuration hash (setup.sudoers keeps it
+    current in place)."""
+    from provision.fleet import roles, topology
+
+    inventory = load_inventory(ROOT / "inventories" / "fleet.yml")
+    assert {h.name for h in topology.HOSTS} == set(inventory.hosts)
+    for h in topology.HOSTS:
+        item = roles.sudoers_file(h)
+        assert item.dest == "/etc/sudoers.d/auditor"
+        assert item.mode == 0o440
+        text = item.content.decode()
+        assert text.startswith("# /etc/sudoers.d/auditor: what the Pynomaly deployment audit runs as root, "
+                               f"host {h.name} (")
+        assert f"--inventory fleet --host {h.name}`" in text
+        assert text.split("\n", 2)[2] == sudoers.sudoers(inventory, h.name)[0].split("\n", 2)[2]
+        assert text.count("NOPASSWD: ") == 1  # tests/integration/test_fleet_faults.py removes it
+        assert "NOPASSWD: ALL" not in text
+    assert not (ROOT / "provision" / "files" / "fleet" / "sudoers-auditor").exists()
