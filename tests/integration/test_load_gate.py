@@ -5,8 +5,8 @@ mode from two `loadgen` worker hosts (two client addresses, `python -m provision
   40 requests/s) reports a capacity;
 - each load drift (provision/drifts/load.py, skipped by the drift matrix) turns exactly its
   requirement red through the `gate` profile;
-- faults: an unreachable worker host and a master that gets no worker end as could-not-audit with
-  the cause, and no worker process is left on the hosts.
+- faults: an unreachable worker host, a worker killed mid-run and a master that gets no worker end
+  as could-not-audit with the cause, and no worker process is left on the hosts.
 
 Bounded for CI: short holds (10 s gate, 8 s steps), about 3 minutes in all. Every load run and
 drift holds the deployment's drift lock (other experiments share the deployment). The longer
@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -122,9 +123,38 @@ def test_an_unreachable_worker_host_is_could_not_audit_and_leaves_no_worker(load
     errors = run.by_outcome("error")
     assert len(errors) == 2, run.explain()
     assert not run.by_outcome("passed"), run.explain()
-    assert "lg9" in run.stdout, run.stdout[-3000:]
-    assert "could not" in run.stdout, run.stdout[-3000:]
+    assert "could not audit lg9: the load generator (SSH)" in run.stdout, run.stdout[-3000:]
+    assert "Connection refused" in run.stdout, run.stdout[-3000:]
     assert run.seconds < 60, f"the failure took {run.seconds:.0f} s to show"
+    no_worker_left()
+
+
+def test_a_worker_that_dies_mid_run_is_could_not_audit_and_leaves_no_worker(loadgen, tmp_path):
+    """lg2's worker is killed (SIGKILL, by its pid on lg2) a few seconds into the gate: the run ends
+    as could-not-audit naming lg2, before its planned end, and no worker is left on either host."""
+    variant = inventory_variant(tmp_path, base=loadgen, audit_load=PROFILE)
+    out = tmp_path / "out"
+    with drifts.lock():
+        start = time.monotonic()
+        results: list = []
+        audit = threading.Thread(target=lambda: results.append(
+            run_audit(variant, out, "-m", "load", *GATE_ONLY, "checks/load.py", timeout=300)))
+        audit.start()
+        killed = None
+        while killed is None and time.monotonic() - start < 60:
+            found = [ln for ln in locust_on("lg2") if "--worker" in ln and not ln.split()[1].startswith("timeout")]
+            if found:
+                time.sleep(4)  # running: connected, spawning users
+                killed = found[0].split()[0]
+                subprocess.run(["docker", "exec", "lg2", "kill", "-9", killed], check=True, timeout=30)
+            time.sleep(0.5)
+        audit.join(timeout=300)
+    assert killed, "the worker on lg2 never started"
+    run = results[0]
+    errors = run.by_outcome("error")
+    assert len(errors) == 2, run.explain()
+    assert "the worker on lg2 ended during the run" in run.stdout, run.stdout[-3000:]
+    assert time.monotonic() - start < 60, "the run went on without its worker"
     no_worker_left()
 
 
