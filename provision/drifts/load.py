@@ -1,7 +1,7 @@
 """Load drifts: latency and errors that only a load run through NGINX sees.
 
 They break CHK-RESPONSE-TIME-P95 / CHK-ERROR-RATE as measured by the opt-in load checks
-(checks/test_load.py, `-m load`), not the app's own Prometheus metrics (NGINX answers before
+(checks/load.py, `-m load`), not the app's own Prometheus metrics (NGINX answers before
 or without the app). The drift matrix audits default checks only, so it skips them (`opt_in`);
 tests/integration/test_load_gate.py proves each with a short load run.
 """
