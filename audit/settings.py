@@ -31,6 +31,10 @@ class AuditSettings(BaseModel):
                                   "first `app` host)")
     internal_address: str | None = Field(
         default=None, description="the address other hosts use to reach this host (default: its name)")
+    outside_address: str | None = Field(
+        default=None, description="the address at which the world reaches this host, where that is not its "
+                                  "SSH address (a lab that publishes only some ports on loopback): the "
+                                  "runner probes its other listening ports there (default: its address)")
     alembic_head: str | None = Field(default=None, description="the application's head revision (db_primary)")
     redis_cluster_ports: tuple[int, ...] = Field(
         default=guide.CLUSTER_PORTS, description="ports of this host's Redis Cluster nodes (redis_cluster)")

@@ -21,7 +21,8 @@ EVERY_SERVER = pytest.mark.roles(*guide.SERVER_ROLES)
 
 def ufw_applies(server) -> None:
     if guide.IPTABLES_GROUP in server.roles:
-        pytest.skip(f"not applicable: {server.name} is managed with plain iptables (inventory group iptables)")
+        pytest.skip(f"not applicable (declared in the inventory): {server.name} is in the group iptables, "
+                    "managed with plain iptables instead of ufw")
 
 
 # ---------------------------------------------------------------- ufw

@@ -505,7 +505,8 @@ def exposure(session) -> ExposureFacts:
         outside = [pool.submit(probe_port, h.address, port, kind) for h, port, kind in targets]
         candidates = [(h, p) for h, ports in pool.map(listening, servers) for p in ports
                       if p not in public_ports_allowed(h.roles, allowed) and p not in internal_ports]
-        others = list(pool.map(lambda c: probe_port(c[0].address, c[1], "any", PUBLIC_TIMEOUT), candidates))
+        others = list(pool.map(lambda c: probe_port(c[0].settings.outside_address or c[0].address, c[1], "any",
+                                                     PUBLIC_TIMEOUT), candidates))
         said_inside = seen_inside.result()
     internal = {}
     for (h, port, kind), answer in zip(targets, outside, strict=True):

@@ -79,7 +79,7 @@ def cluster_conf(text: str, port: int) -> str:
 
 # ---------------------------------------------------------------- the audit account's sudo rules
 
-def sudoers_file(h: Host) -> File:
+def sudoers_file(h: Host, opt_in: frozenset[str] = frozenset()) -> File:
     """/etc/sudoers.d/auditor: the commands the default audit runs as root on ``h``, each with its
     fixed arguments, as an operator renders them (audit/sudo.py, `python -m audit.sudoers
     --inventory fleet --host NAME`); nothing else (no opt-in's writes: those are granted for their
@@ -87,8 +87,9 @@ def sudoers_file(h: Host) -> File:
     from audit import sudoers
     from audit.inventory import load_inventory
 
-    command = f"python -m audit.sudoers --inventory fleet --host {h.name}"
-    text, _ = sudoers.sudoers(load_inventory(INVENTORY), h.name, command=command)
+    command = f"python -m audit.sudoers --inventory fleet --host {h.name}" + \
+        (f" --opt-in {','.join(sorted(opt_in))}" if opt_in else "")
+    text, _ = sudoers.sudoers(load_inventory(INVENTORY), h.name, opt_in, command=command)
     return File(SUDOERS, text.encode(), 0o440)
 
 

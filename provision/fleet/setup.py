@@ -247,12 +247,14 @@ def apt_index(client: docker.DockerClient) -> None:
 SUDOERS_NEW = "/root/pynomaly-sudoers.new"  # outside /etc/sudoers.d until visudo has accepted it
 
 
-def sudoers(client: docker.DockerClient) -> None:
+def sudoers(client: docker.DockerClient, opt_in: frozenset[str] = frozenset()) -> None:
     """The audit account's narrow sudo rules (roles.sudoers_file, rendered from audit/sudo.py) into
     every host whose /etc/sudoers.d/auditor differs: written beside, checked by `visudo -cf`, then
     moved into place, and the whole configuration checked by `visudo -c` (a broken file would
     leave root's sudo unusable). A no-op on hosts that have it: warm `up` keeps it current when a
-    probe's `$SUDO` command changes, without recreating the fleet (it is outside config_hash)."""
+    probe's `$SUDO` command changes, without recreating the fleet (it is outside config_hash).
+    `opt_in`: the rules of those opt-in checks too, as an operator grants them for their run
+    (tests/integration: the opt-in proofs); the next `up` puts the default rules back."""
     import io
     import tarfile
 
@@ -260,7 +262,7 @@ def sudoers(client: docker.DockerClient) -> None:
 
     def install(h: Host) -> str | None:
         c = client.containers.get(h.container)
-        want = roles.sudoers_file(h)
+        want = roles.sudoers_file(h, opt_in)
         code, have = containers.run(c, ["cat", want.dest], check=False)
         if code == 0 and have.encode() == want.content:
             containers.run(c, "visudo -c")  # as placed at creation: checked once it runs

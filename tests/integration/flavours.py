@@ -26,6 +26,24 @@ class Flavour:
         with self.selected(), drifts.lock():
             flavour.deploy_module(self.name).up()
 
+    @contextlib.contextmanager
+    def opt_in_sudo(self, markers: frozenset[str] | set[str]):
+        """The opt-in checks' sudo rules granted for a block, as an operator grants them for
+        their run (README, "What the audit account must be granted"), then the default rules
+        again. Only the fleet's audit account uses sudo; on the reference (root) a no-op."""
+        if self.name != "fleet" or not markers:
+            yield
+            return
+        from provision import docker_engine
+        from provision.fleet import setup
+
+        client = docker_engine.client_or_none()
+        setup.sudoers(client, frozenset(markers))
+        try:
+            yield
+        finally:
+            setup.sudoers(client)
+
     def recreate(self) -> None:
         with self.selected():
             deploy = flavour.deploy_module(self.name)
