@@ -66,7 +66,7 @@ def ssh_config_text(inventory: Inventory) -> str:
             "  ServerAliveCountMax 3",
             "  ControlMaster auto",
             f"  ControlPath {control_dir()}/%C",
-            "  ControlPersist 60",
+            "  ControlPersist 600",  # the run ends them (close); an idle one must outlive long opt-in checks
             "  LogLevel ERROR",
             "",
         ]
@@ -90,8 +90,9 @@ class Transport:
         entry = self.stats.setdefault(host, {"commands": 0, "forwards": 0})
         entry[what] += 1
 
-    def ssh(self, host: Host, *args: str, timeout: int = 20) -> subprocess.CompletedProcess:
-        return subprocess.run(["ssh", "-F", self.ssh_config, *args, host.name],
+    def ssh(self, host: Host, *args: str, command: str | None = None, timeout: int = 20) -> subprocess.CompletedProcess:
+        """`ssh [options] HOST [command]` with the run's ssh_config."""
+        return subprocess.run(["ssh", "-F", self.ssh_config, *args, host.name, *([command] if command else [])],
                               capture_output=True, text=True, timeout=timeout, check=False)
 
     def session(self, host: Host, command: str, reverse: tuple[int, int] | None = None, log=None) -> subprocess.Popen:
@@ -123,7 +124,9 @@ class Transport:
                     return "127.0.0.1", port
                 last = proc.stderr.strip()
                 if "control socket" in last.lower() or "no such file" in last.lower():
-                    self.ssh(host, "true")  # no shared connection yet: this one becomes it (ControlPersist)
+                    # no shared connection (yet, or no more: ControlPersist ends an idle one):
+                    # this one becomes it
+                    self.ssh(host, command="true")
             raise HostUnreachable(host.name, f"cannot forward to {remote_host}:{remote_port} over SSH: {last}")
 
     def close(self) -> None:

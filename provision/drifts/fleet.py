@@ -140,7 +140,7 @@ DRIFTS: tuple[Drift, ...] = (
            f"web1: the final `-A INPUT -j DROP` deleted (and saved: {RULES_V4} agrees)",
            *_iptables(f"iptables -D INPUT -j DROP && iptables-save > {RULES_V4}",
                       "iptables -C INPUT -j DROP 2>/dev/null || iptables -A INPUT -j DROP")),
-    _fleet("iptables-flushed", ("NET-IPTABLES-INPUT-RULES", "NET-IPTABLES-RULES-SAVED"),
+    _fleet("iptables-flushed", ("NET-IPTABLES-INPUT-RULES", "NET-IPTABLES-RULES-SAVED", "NET-NO-OTHER-PUBLIC-PORTS"),
            f"web1: iptables -F INPUT (every port open; {RULES_V4} still holds the guide's rules)",
            *_iptables("iptables -F INPUT", "pynomaly-setup-common >/dev/null")),  # the guide's rules again
     # nothing saved: the INPUT chain has no on-disk side to agree with (live truth, issue 19)
