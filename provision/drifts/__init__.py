@@ -152,6 +152,8 @@ SHARED = {
     # the newest backup: a truncated copy written today is also a backup that is recent and from today
     "db-backups": ("backup-db-stale", "backup-db-none-today", "backup-db-truncated"),
     "app-backups": ("backup-app-stale", "backup-app-truncated"),
+    # NGINX's proxy_pass lines: once every location bypasses the upstream, /docs' own edit finds nothing
+    "nginx-proxy-pass": ("arch-nginx-bypasses-upstream", "nginx-docs-not-proxied", "nginx-docs-502"),
     # the fleet's web1: every iptables drift keeps rules.v4 in one backup file, and restores it
     "fleet-iptables": ("iptables-rule-not-saved", "iptables-no-final-drop", "iptables-not-reloaded",
                        "iptables-prometheus-public", "iptables-flushed", "iptables-rules-file-missing",
