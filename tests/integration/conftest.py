@@ -9,6 +9,17 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/integration/" in item.nodeid:
             item.add_marker(pytest.mark.integration)
+            # `pytest -n 2 --dist loadgroup`: each flavour's tests on one worker, in order (its
+            # drift lock is its own), the two flavours side by side; unit tests fill in
+            item.add_marker(pytest.mark.xdist_group("fleet" if on_fleet(item) else "reference"))
+
+
+def on_fleet(item) -> bool:
+    """Whether a test works on the fleet flavour: it asks for the fleet, or a parameter names it."""
+    if "fleet_deployment" in getattr(item, "fixturenames", ()):
+        return True
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return any(v == "fleet" or getattr(v, "flavour", None) == "fleet" for v in params.values())
 
 
 @pytest.fixture(scope="session")
