@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by these markers
 def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/integration/" in item.nodeid:
             item.add_marker(pytest.mark.integration)
-            # `pytest -n 2 --dist loadgroup`: each flavour's tests on one worker, in order (its
-            # drift lock is its own), the two flavours side by side; unit tests fill in
-            item.add_marker(pytest.mark.xdist_group("fleet" if on_fleet(item) else "reference"))
+            if on_fleet(item):  # scripts/test.sh: `-m fleet` beside `-m "not fleet"`, each its own deployment
+                item.add_marker(pytest.mark.fleet)
 
 
 def on_fleet(item) -> bool:
