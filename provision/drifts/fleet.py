@@ -136,8 +136,9 @@ DRIFTS: tuple[Drift, ...] = (
            f"web1: a rule added to the running INPUT chain (-s {STRANGER} -j DROP) but not saved to {RULES_V4}",
            *_iptables(f"iptables -I INPUT 1 -s {STRANGER}/32 -j DROP",
                       f"while iptables -D INPUT -s {STRANGER}/32 -j DROP 2>/dev/null; do :; done")),
-    _fleet("iptables-no-final-drop", ("NET-IPTABLES-INPUT-RULES",),
-           f"web1: the final `-A INPUT -j DROP` deleted (and saved: {RULES_V4} agrees)",
+    _fleet("iptables-no-final-drop", ("NET-IPTABLES-INPUT-RULES", "NET-NO-OTHER-PUBLIC-PORTS"),
+           f"web1: the final `-A INPUT -j DROP` deleted (and saved: {RULES_V4} agrees): every port web1 "
+           "listens on is open",
            *_iptables(f"iptables -D INPUT -j DROP && iptables-save > {RULES_V4}",
                       "iptables -C INPUT -j DROP 2>/dev/null || iptables -A INPUT -j DROP")),
     _fleet("iptables-flushed", ("NET-IPTABLES-INPUT-RULES", "NET-IPTABLES-RULES-SAVED", "NET-NO-OTHER-PUBLIC-PORTS"),
