@@ -122,10 +122,11 @@ def files_newer_than_marker(container) -> list[str]:
     return [path for path in found.split() if path not in SIDE_EFFECTS]
 
 
-def redis_categories() -> tuple[set[str], set[str]]:
-    """The commands that Redis itself puts in @write and in @read."""
+def redis_categories(ctx: drifts.Ctx | None = None) -> tuple[set[str], set[str]]:
+    """The commands that Redis itself puts in @write and in @read (asked of the flavour's own
+    cache1: the other flavour's MONITOR may be watching its own)."""
     def listed(category: str) -> set[str]:
-        return set(_redis_cli("cache1", 6379, f"COMMAND LIST FILTERBY ACLCAT {category}").split())
+        return set(_redis_cli("cache1", 6379, f"COMMAND LIST FILTERBY ACLCAT {category}", ctx).split())
     return listed("write"), listed("read")
 
 
@@ -149,7 +150,8 @@ def watched_audit(request, tmp_path_factory):
             left[host] = files_newer_than_marker(container)
             containers.run(container, f"rm -f {MARKER}")
         pg_log = containers.run(db1, f"tail -c +{pg_start + 1} {PG_LOG}")[1]
-    return run, pg_log, monitor.logs, left
+        categories = redis_categories(ctx)
+    return run, pg_log, monitor.logs, left, categories
 
 
 def test_audit_ran(watched_audit):
@@ -158,7 +160,7 @@ def test_audit_ran(watched_audit):
 
 
 def test_audit_writes_nothing_to_postgresql(watched_audit):
-    _, logged, _, _ = watched_audit
+    _, logged, *_ = watched_audit
     writes = [line for line in logged.splitlines() if "pynomaly_audit@" in line and "statement:" in line]
     refused = [line for line in logged.splitlines() if "read-only transaction" in line]
     assert "pynomaly_audit@" in logged, "the audit's sessions do not show in the log: is log_connections on?"
@@ -167,8 +169,7 @@ def test_audit_writes_nothing_to_postgresql(watched_audit):
 
 
 def test_audit_writes_nothing_to_redis(watched_audit, capsys):
-    _, _, logs, _ = watched_audit
-    write, read = redis_categories()
+    _, _, logs, _, (write, read) = watched_audit
     per_instance = {f"{h}:{p}": commands_from(log) for (h, p), log in logs.items()}
     with capsys.disabled():
         for where, seen in per_instance.items():
@@ -192,7 +193,7 @@ def test_redis_write_counter_sees_a_write(deployment):
 
 
 def test_audit_leaves_no_file_on_the_hosts(watched_audit):
-    _, _, _, left = watched_audit
+    _, _, _, left, _ = watched_audit
     left = {h: paths for h, paths in left.items() if paths}
     assert not left, f"files changed or left behind by the audit (outside logs and service data): {left}"
 

@@ -26,9 +26,11 @@ def test_no_batch_mixes_what_must_not_be_mixed():
 
 def test_drifts_that_change_one_thing_never_share_a_batch():
     """The certificate and the newest backups: only the last drift written would be seen."""
-    for group in ("certificate", "db-backups", "app-backups"):
-        homes = [b for name in drifts.SHARED[group] for b in BATCHES if name in {d.name for d in b.drifts}]
-        assert len({id(b) for b in homes}) == len(drifts.SHARED[group]), group
+    planned = {d.name for b in BATCHES for d in b.drifts}  # PYNOMALY_DRIFTS=ci leaves the ALONE ones out
+    for group in ("certificate", "db-backups", "app-backups", "nginx-proxy-pass", "fleet-iptables"):
+        names = [n for n in drifts.SHARED[group] if n in planned]
+        homes = [b for name in names for b in BATCHES if name in {d.name for d in b.drifts}]
+        assert len({id(b) for b in homes}) == len(names), group
 
 
 def _run(tests: dict[str, tuple[str, str]]) -> AuditRun:
