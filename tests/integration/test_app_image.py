@@ -273,9 +273,12 @@ def test_migrations_ran_once_and_created_tables_and_indexes(app_stack):
 def test_migration_waits_for_the_advisory_lock(app_stack):
     create = "su postgres -c \"psql -q -c 'CREATE DATABASE locktest OWNER pynomaly_user'\""
     assert app_stack.pg.exec_run(["bash", "-c", create]).exit_code == 0
-    hold = "su postgres -c \"psql -d locktest -c 'SELECT pg_advisory_lock(7242001), pg_sleep(3)'\""
+    hold = "su postgres -c \"psql -d locktest -c 'SELECT pg_advisory_lock(7242001), pg_sleep(5)'\""
     app_stack.pg.exec_run(["bash", "-c", hold], detach=True)
-    time.sleep(0.5)
+    held = "su postgres -c \"psql -d locktest -tAc \\\"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' " \
+           "AND objid = 7242001 AND granted\\\"\""
+    _wait(lambda: app_stack.pg.exec_run(["bash", "-c", held]).output.decode().strip() == "1", 10,
+          "the holder to take the advisory lock")  # not a fixed sleep: a loaded machine starts psql slowly
     url = f"postgresql://pynomaly_user:{DB_PASSWORD}@127.0.0.1:5432/locktest"
     start = time.monotonic()
     code, out = app_stack.app_exec("python3", "-m", "alembic", "upgrade", "head", env={"DATABASE_URL": url})
