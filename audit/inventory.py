@@ -188,6 +188,20 @@ PATH_VARS = ("ansible_ssh_private_key_file", "audit_known_hosts", "audit_ca_bund
              "audit_deploy_repo")
 
 
+def absolutise_paths(node: Any, base: Path) -> None:
+    """In a raw inventory tree (as YAML loads it), make every path variable (PATH_VARS) and every
+    secret `file` absolute against `base`, in place: for a copy written somewhere else."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, str) and (key in PATH_VARS or key == "file"):
+                node[key] = str((base / value).resolve())
+            else:
+                absolutise_paths(value, base)
+    elif isinstance(node, list):
+        for item in node:
+            absolutise_paths(item, base)
+
+
 @dataclass
 class Host:
     """One inventory host with its merged variables and the roles (groups) it belongs to."""

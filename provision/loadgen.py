@@ -32,6 +32,8 @@ import docker
 import yaml
 from docker.errors import APIError, BuildError
 
+from audit.inventory import absolutise_paths
+
 from . import containers, docker_engine, images, pki
 from .roles import Dir, File
 from .state import ROOT, State
@@ -43,9 +45,6 @@ ROLE = "loadgen"
 IMAGE_REPO = f"{images.REPO}/loadgen"
 LOCAL_INVENTORY = ROOT / "inventories" / "local.yml"
 WORKER_LABEL = "pynomaly-ref.loadgen"
-# inventory variables holding paths (audit/inventory.py PATH_VARS), made absolute in the copy
-PATH_VARS = ("ansible_ssh_private_key_file", "audit_known_hosts", "audit_ca_bundle", "audit_waivers",
-             "audit_deploy_repo")
 
 
 def worker(n: int) -> Host:
@@ -210,23 +209,11 @@ def _wait_ssh(lg: LoadgenState, hosts: list[Host], timeout: float = 60) -> None:
                              f"within {timeout:.0f} s: {last}")
 
 
-def _absolutise(node, base: Path) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if isinstance(value, str) and (key in PATH_VARS or key == "file"):
-                node[key] = str((base / value).resolve())
-            else:
-                _absolutise(value, base)
-    elif isinstance(node, list):
-        for item in node:
-            _absolutise(item, base)
-
-
 def inventory_text(hosts: list[Host], known_hosts: Path, base: Path = LOCAL_INVENTORY) -> str:
     """inventories/local.yml with absolute paths and `hosts` in the group loadgen: each reaches
     the public name at web1's address on the deployment network (its own client address)."""
     data = yaml.safe_load(base.read_text())
-    _absolutise(data, base.parent)
+    absolutise_paths(data, base.parent)
     children = data["all"].setdefault("children", {})
     children[ROLE] = {"hosts": {h.name: {"ansible_host": h.public_ip, "audit_known_hosts": str(known_hosts),
                                          "audit_resolve": {PUBLIC_NAME: host("web1").ip}} for h in hosts}}

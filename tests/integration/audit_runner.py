@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from audit.inventory import PATH_VARS
+from audit.inventory import absolutise_paths
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_INVENTORY = ROOT / "inventories" / "local.yml"
@@ -54,7 +54,7 @@ def inventory_variant(tmp_path: Path, base: Path = LOCAL_INVENTORY, **global_var
     """
     data = yaml.safe_load(base.read_text())
     extra_hosts = global_vars.pop("hosts", {})
-    _absolutise(data, base.parent)
+    absolutise_paths(data, base.parent)
     data["all"].setdefault("vars", {}).update(global_vars)
     for group, hosts in extra_hosts.items():
         children = data["all"].setdefault("children", {})
@@ -77,18 +77,6 @@ def _find_group(children: dict, name: str) -> dict | None:
         if found is not None:
             return found
     return None
-
-
-def _absolutise(node: Any, base: Path) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in PATH_VARS and isinstance(value, str) or key == "file" and isinstance(value, str):
-                node[key] = str((base / value).resolve())
-            else:
-                _absolutise(value, base)
-    elif isinstance(node, list):
-        for item in node:
-            _absolutise(item, base)
 
 
 def run_audit(inventory: Path | str, out_dir: Path, *args: str, timeout: int = 900,
