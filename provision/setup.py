@@ -245,31 +245,37 @@ def aide(client: docker.DockerClient) -> None:
 APT_LISTS = "/var/lib/apt/lists"
 APT_POCKETS = ("deb.debian.org_debian-security_dists_bookworm-security_",
                "deb.debian.org_debian_dists_bookworm-updates_")
+APT_GENCACHES = "apt-cache gencaches >/dev/null"  # a no-op while the cache is fresh
 
 
-def apt_index(client: docker.DockerClient) -> None:
-    """Copy the runner's index of the update pockets into every host that lacks it (idempotent)."""
+def apt_index(client: docker.DockerClient, names: list[str] | None = None) -> None:
+    """Copy the runner's index of the update pockets into every host that lacks it (idempotent),
+    then build APT's package cache from it, as `apt-get update` does on a real host: a host whose
+    cache is missing or stale gets it rebuilt by the first `sudo unattended-upgrade --dry-run`
+    (root's APT configuration applies through sudo), a write the read-only audit must not make."""
     import io
     import tarfile
     from pathlib import Path
 
+    names = names if names is not None else [h.name for h in HOSTS]
     files = [p for p in sorted(Path(APT_LISTS).glob("*")) if p.is_file() and p.name.startswith(APT_POCKETS)]
     if not files:
         step(f"no apt index of the update pockets in {APT_LISTS} on this machine: hosts get none")
-        return
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for p in files:
             tar.add(p, arcname=p.name)
     data = buf.getvalue()
 
-    def copy(h) -> None:
-        c = client.containers.get(h.name)
+    def copy(name: str) -> None:
+        c = client.containers.get(name)
         code, _ = containers.run(c, f"ls {APT_LISTS}/{APT_POCKETS[0]}InRelease", check=False)
-        if code != 0:
+        if files and code != 0:
+            containers.run(c, f"mkdir -p {APT_LISTS}")
             c.put_archive(APT_LISTS, data)
+        containers.run(c, APT_GENCACHES)
 
-    parallel(copy, HOSTS)
+    parallel(copy, names)
 
 
 def app_image(client: docker.DockerClient) -> str | None:

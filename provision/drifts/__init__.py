@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from .. import containers, docker_engine, flavour
+from ..setup import APT_GENCACHES
 from ..state import ROOT, State
 from ..ui import ProvisionError, step
 
@@ -221,7 +222,9 @@ def pretend_removed(host: str, package: str, path: str) -> tuple[Callable, Calla
                      f" && sed -i {sed} {DPKG_STATUS} && ! cmp -s {DPKG_STATUS} {backup}/status")
 
     def heal(ctx: Ctx) -> None:
-        ctx.sh(host, f"cp -p {backup}/status {DPKG_STATUS} && mv {backup}/bin {path} && rm -rf {backup}")
+        # the package cache, rebuilt from the drifted status by a sudo audit, is fresh again
+        ctx.sh(host, f"cp -p {backup}/status {DPKG_STATUS} && mv {backup}/bin {path} && rm -rf {backup}"
+                     f" && {APT_GENCACHES}")
 
     return apply, heal
 

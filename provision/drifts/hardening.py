@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import BACKUPS, ENV_FILE, Drift, edit_file, pretend_removed
+from . import APT_GENCACHES, BACKUPS, ENV_FILE, Drift, edit_file, pretend_removed
 
 # A local repository whose Release says Debian-Security, offering a newer rkhunter (an empty
 # package, so that unattended-upgrade --dry-run still succeeds); only its own list is fetched.
@@ -28,7 +28,8 @@ SECURITY_UPDATE = "\n".join([
     " -o APT::Get::List-Cleanup=0 >/dev/null 2>&1",
     "apt-get -s dist-upgrade | grep -q '^Inst rkhunter'",
 ])
-SECURITY_HEAL = f"rm -rf {SECREPO} {SECLIST} /var/lib/apt/lists/_var_lib_pynomaly-drift_secrepo_*"
+SECURITY_HEAL = (f"rm -rf {SECREPO} {SECLIST} /var/lib/apt/lists/_var_lib_pynomaly-drift_secrepo_*"
+                 f" && {APT_GENCACHES}")
 
 _defaults_apply, _defaults_heal = edit_file(
     "cache2", "/etc/fail2ban/jail.local", "'0,/^bantime = 3600$/s//bantime = 600/'", "true", "jail.local")

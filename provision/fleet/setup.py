@@ -5,7 +5,8 @@ from __future__ import annotations
 import docker
 
 from .. import containers
-from ..setup import APP_WORKDIR, APT_LISTS, APT_POCKETS, parallel
+from .. import setup as base_setup
+from ..setup import APP_WORKDIR, parallel
 from ..ui import ProvisionError, step, wait_for
 from . import images
 from .state import FleetState
@@ -219,29 +220,8 @@ def aide(client: docker.DockerClient) -> None:
 
 
 def apt_index(client: docker.DockerClient) -> None:
-    """The runner's index of the update pockets, into every host that lacks it (as the reference)."""
-    import io
-    import tarfile
-    from pathlib import Path
-
-    files = [p for p in sorted(Path(APT_LISTS).glob("*")) if p.is_file() and p.name.startswith(APT_POCKETS)]
-    if not files:
-        step(f"no apt index of the update pockets in {APT_LISTS} on this machine: hosts get none")
-        return
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for p in files:
-            tar.add(p, arcname=p.name)
-    data = buf.getvalue()
-
-    def copy(h: Host) -> None:
-        c = client.containers.get(h.container)
-        code, _ = containers.run(c, f"ls {APT_LISTS}/{APT_POCKETS[0]}InRelease", check=False)
-        if code != 0:
-            containers.run(c, f"mkdir -p {APT_LISTS}")
-            c.put_archive(APT_LISTS, data)
-
-    parallel(copy, HOSTS)
+    """The runner's index of the update pockets and APT's cache built from it (as the reference)."""
+    base_setup.apt_index(client, [h.container for h in HOSTS])
 
 
 SUDOERS_NEW = "/root/pynomaly-sudoers.new"  # outside /etc/sudoers.d until visudo has accepted it
