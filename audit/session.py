@@ -167,7 +167,8 @@ class AuditSession:
         for item in items:
             if requirement_ids(item):
                 self._labels(item)
-        self.facts.prefetch(self._wanted(items))
+        if not config.option.collectonly:  # listing the checks reads nothing from the hosts
+            self.facts.prefetch(self._wanted(items))
 
     def _wanted(self, items: list[pytest.Item]) -> set[tuple[str, str]]:
         """(probe, host) of every fact the selected, not waived, applicable checks will read."""

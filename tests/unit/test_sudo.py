@@ -54,9 +54,10 @@ def source_text(node: ast.AST, namespace: dict) -> str | None:
 def sudo_commands(text: str) -> list[list[str]]:
     """Each `$SUDO cmd args` of a shell text, as the argument vector sudo receives (the shell's
     quoting undone; a shell variable `$name` or a Python value is `<name>`); up to the first
-    operator, redirection or closing parenthesis."""
+    operator, redirection or closing parenthesis. `"$SUDO"` (quoted: a test of the variable, as
+    in `[ -z "$SUDO" ]`) runs nothing."""
     found = []
-    for start in [m.end() for m in re.finditer(r"\$SUDO\b", text)]:
+    for start in [m.end() for m in re.finditer(r"\$SUDO\b(?!\")", text)]:
         rest = text[start:].replace("\\(", "\x01").replace("\\)", "\x02")  # find's escaped parentheses
         lexer = shlex.shlex(rest, posix=True, punctuation_chars=";&|()<>")
         lexer.whitespace_split = True
