@@ -13,6 +13,7 @@ from . import Ctx, Drift
 REPO = "deploy-repo"
 WORKFLOW = ".github/workflows/deploy.yml"
 SCRIPT = "scripts/deploy.sh"
+DEPLOY_STEPS = "    if: github.ref == 'refs/heads/main'\n    steps:\n      - uses: "  # job deploy's first step
 
 
 def edit_repo(relpath: str, *replacements: tuple[str, str], mode: int | None = None) -> tuple[Callable, Callable]:
@@ -51,6 +52,17 @@ DRIFTS: tuple[Drift, ...] = (
           "deploy.yml: job deploy needs only test and runs on every branch",
           *edit_repo(WORKFLOW, ("needs: [test, security-scan]", "needs: [test]"),
                      ("    if: github.ref == 'refs/heads/main'\n", ""))),
+    Drift("cicd-runner-self-hosted", ("CICD-WORKFLOW-RUNNER",),
+          "deploy.yml: job security-scan runs on a self-hosted runner",
+          *edit_repo(WORKFLOW, ("  security-scan:\n    runs-on: ubuntu-latest\n",
+                                "  security-scan:\n    runs-on: self-hosted\n"))),
+    Drift("cicd-checkout-v2", ("CICD-WORKFLOW-CHECKOUT",),
+          "deploy.yml: job deploy checks out with actions/checkout@v2",
+          *edit_repo(WORKFLOW, (f"{DEPLOY_STEPS}actions/checkout@v3\n", f"{DEPLOY_STEPS}actions/checkout@v2\n"))),
+    Drift("cicd-deploy-no-pull", ("CICD-DEPLOY-REMOTE-UPDATE",),
+          "deploy.yml: job deploy no longer pulls the new image on the server before docker-compose up",
+          *edit_repo(WORKFLOW, ('          ssh ${{ secrets.PROD_SERVER }} "docker pull ${{ secrets.DOCKER_REGISTRY }}'
+                                '/pynomaly:${{ github.sha }}"\n', ""))),
     Drift("cicd-deploy-latest-tag", ("CICD-DEPLOY-IMAGE-BY-SHA",),
           "deploy.yml: job deploy builds and pushes pynomaly:latest instead of the commit's image",
           *edit_repo(WORKFLOW, ("pynomaly:${{ github.sha }}", "pynomaly:latest"))),

@@ -22,6 +22,7 @@ CONF = "/etc/nginx/nginx.conf"
 LIVE = f"/etc/letsencrypt/live/{PUBLIC_NAME}"
 HTTPS_SERVER = r"/listen 443/,/location/"  # the HTTPS server's own directives, before its first location
 KEEPALIVE_30 = "'s/keepalive_timeout 65;/keepalive_timeout 30;/'"
+PID_ELSEWHERE = "'s|^pid /run/nginx.pid;|pid /run/nginx-other.pid;|'"
 
 
 def nginx(name: str, ids: tuple[str, ...], description: str, sed: str, reload: str = NGINX_RELOAD) -> Drift:
@@ -238,6 +239,13 @@ DRIFTS: tuple[Drift, ...] = (
           "the heal reloads (the file put back is newer than the workers)",
           edit_file("web1", CONF, KEEPALIVE_30, "true", "nginx-not-reloaded")[0],
           edit_file("web1", CONF, KEEPALIVE_30, NGINX_RELOAD, "nginx-not-reloaded")[1]),
+    Drift("nginx-pid-elsewhere", ("NGINX-PID",),
+          "web1: nginx.conf says pid /run/nginx-other.pid, not reloaded (a new pid path would take the init "
+          "script's pid file away); the heal reloads, as nginx-not-reloaded's",
+          edit_file("web1", CONF, PID_ELSEWHERE, "true", "nginx-pid-elsewhere")[0],
+          # the audit's `nginx -t` (SCALE-NGINX-CONFIG-TEST) leaves an empty pid file at the new path
+          edit_file("web1", CONF, PID_ELSEWHERE, f"rm -f /run/nginx-other.pid && {NGINX_RELOAD}",
+                    "nginx-pid-elsewhere")[1]),
     Drift("nginx-not-persisted", ("HDR-X-CONTENT-TYPE-OPTIONS",),
           "web1: X-Content-Type-Options dropped from the HTTPS server and reloaded, then nginx.conf put back "
           "without a reload (NGINX serves what no file says; the next reload reverts it)",

@@ -17,6 +17,9 @@ PG_HBA = "/etc/postgresql/15/main/pg_hba.conf"
 AUTO_CONF = "/var/lib/postgresql/15/main/postgresql.auto.conf"
 RELOAD = "runuser -u postgres -- psql -qtAX -c 'SELECT pg_reload_conf()' >/dev/null"
 DB = "pynomaly_prod"
+EXTENSIONS = "/usr/share/postgresql/15/extension"
+CONTRIB_FILES = "pgcrypto.control pg_trgm.control hstore.control citext.control"
+CONTRIB_AWAY = f"{BACKUPS}/contrib-extensions"
 
 
 def psql(c: Ctx, host: str, sql: str, db: str = "postgres", env: dict | None = None) -> str:
@@ -231,6 +234,11 @@ SCHEMA_DRIFTS = (
           "db1: DROP EXTENSION pg_stat_statements in database postgres",
           lambda c: psql(c, "db1", "DROP EXTENSION pg_stat_statements;"),
           lambda c: psql(c, "db1", "CREATE EXTENSION pg_stat_statements;")),
+    Drift("pg-contrib-missing", ("PG-CONTRIB-INSTALLED",),
+          "db2: the contrib extensions pgcrypto, pg_trgm, hstore and citext are no longer offered "
+          "(their control files gone, as without postgresql-contrib)",
+          lambda c: c.sh("db2", f"mkdir -p {CONTRIB_AWAY} && cd {EXTENSIONS} && mv {CONTRIB_FILES} {CONTRIB_AWAY}/"),
+          lambda c: c.sh("db2", f"cd {CONTRIB_AWAY} && mv {CONTRIB_FILES} {EXTENSIONS}/ && rmdir {CONTRIB_AWAY}")),
 )
 
 
