@@ -59,9 +59,9 @@ def check_gixy_other_rules(judge, gixy):
 # ---------------------------------------------------------------- sslyze
 
 @per_requirement(*SSLYZE)
-def check_sslyze_scan(judge, tls_scan, tls_extras, req_id):
+def check_sslyze_scan(judge, tls_scan, req_id):
     """sslyze's vulnerability scan of the public endpoint says it is not vulnerable."""
-    result = vulnerability_result(tls_scan, tls_extras, SSLYZE[req_id])
+    result = vulnerability_result(tls_scan, SSLYZE[req_id])
     want = judge.expected
     found = {k: result.get(k) for k in want}
     judge.that(all(found[k] in v if isinstance(v, list) else found[k] == v for k, v in want.items()),

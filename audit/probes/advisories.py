@@ -5,9 +5,9 @@ judge, read from the live deployment.
   dump the `nginx` probe read, written to a temporary folder on the runner and analysed by
   gixy-ng in a process of its own (gixy keeps global state); its findings with the file and
   line of the dump they point at.
-- `tls_extras` (the deployment, slow): the two sslyze scans the `tls_scan` probe does not run
-  (TLS 1.3 early data, Extended Master Secret); the other vulnerability scans (Heartbleed, ROBOT,
-  compression, renegotiation, CCS injection, fallback SCSV) are `tls_scan.info`.
+- sslyze's vulnerability scans (Heartbleed, ROBOT, compression, renegotiation, CCS injection,
+  fallback SCSV, TLS 1.3 early data, Extended Master Secret) are `tls_scan.info`: the one scan of
+  the public endpoint runs them with the guide's (a second scan cost 0.5 s of the runner's CPU).
 - `health_checks` (per app host): the health-check curl of the daily maintenance script and of
   the deployment repository's deploy.sh, run once on the host with the script's own URL and
   redirect options (-f left out, the status written out): what that curl really gets.
@@ -130,33 +130,11 @@ def gixy(session, host) -> GixyFacts:
 
 # ---------------------------------------------------------------- sslyze
 
-EXTRA_SCANS = ("tls_1_3_early_data", "tls_extended_master_secret")
-
-
-@dataclass(frozen=True)
-class TlsExtras:
-    results: dict[str, Any]             # scan command -> sslyze's result
-    errors: dict[str, str]
-
-
-@probe(per_host=False, slow=True)
-def tls_extras(session) -> TlsExtras:
-    """sslyze's early data and Extended Master Secret scans of the public endpoint."""
-    from audit.probes.tls import results, scan_endpoint
-
-    done, failed = results(scan_endpoint(session.access.public(), set(EXTRA_SCANS)))
-    return TlsExtras(done, failed)
-
-
-def vulnerability_result(tls_scan, extras: TlsExtras, command: str) -> dict:
+def vulnerability_result(tls_scan, command: str) -> dict:
     """sslyze's result of one vulnerability scan; CouldNotAudit when the scan did not complete."""
-    if command in EXTRA_SCANS:
-        result, why = extras.results.get(command), extras.errors.get(command)
-    else:
-        result = tls_scan.info.get(command)
-        why = None if isinstance(result, dict) else f"sslyze {command}: {result or 'not run'}"
+    result = tls_scan.info.get(command)
     if not isinstance(result, dict):
-        raise CouldNotAudit(None, f"the public endpoint {tls_scan.target}", why or f"sslyze {command}: no result")
+        raise CouldNotAudit(None, f"the public endpoint {tls_scan.target}", f"sslyze {command}: {result or 'not run'}")
     return result
 
 

@@ -31,7 +31,7 @@ PROTOCOL_COMMANDS = {  # guide name -> sslyze scan command
     "TLSv1.1": "tls_1_1_cipher_suites", "TLSv1.2": "tls_1_2_cipher_suites", "TLSv1.3": "tls_1_3_cipher_suites",
 }
 INFO_COMMANDS = ("tls_compression", "heartbleed", "robot", "session_renegotiation", "openssl_ccs_injection",
-                 "tls_fallback_scsv", "elliptic_curves")
+                 "tls_fallback_scsv", "elliptic_curves", "tls_1_3_early_data", "tls_extended_master_secret")
 
 
 # ---------------------------------------------------------------- the scan

@@ -10,7 +10,6 @@ from audit.probes.advisories import (
     EngineFacts,
     GixyFacts,
     PoolFacts,
-    TlsExtras,
     command_allowed,
     curl_segment,
     disk_alert_fires,
@@ -124,16 +123,15 @@ class Scan:
         self.info = info
 
 
-def test_vulnerability_result_reads_both_scans_and_refuses_a_missing_one():
-    scan = Scan({"heartbleed": {"is_vulnerable_to_heartbleed": False}, "robot": "ERROR"})
-    extras = TlsExtras({"tls_1_3_early_data": {"supports_early_data": True}}, {})
-    assert vulnerability_result(scan, extras, "heartbleed") == {"is_vulnerable_to_heartbleed": False}
-    assert vulnerability_result(scan, extras, "tls_1_3_early_data") == {"supports_early_data": True}
+def test_vulnerability_result_reads_the_scan_and_refuses_a_missing_one():
+    scan = Scan({"heartbleed": {"is_vulnerable_to_heartbleed": False}, "robot": "ERROR",
+                 "tls_1_3_early_data": {"supports_early_data": True}})
+    assert vulnerability_result(scan, "heartbleed") == {"is_vulnerable_to_heartbleed": False}
+    assert vulnerability_result(scan, "tls_1_3_early_data") == {"supports_early_data": True}
     with pytest.raises(CouldNotAudit, match="robot: ERROR"):
-        vulnerability_result(scan, extras, "robot")
-    with pytest.raises(CouldNotAudit):
-        vulnerability_result(scan, TlsExtras({}, {"tls_extended_master_secret": "timed out"}),
-                             "tls_extended_master_secret")
+        vulnerability_result(scan, "robot")
+    with pytest.raises(CouldNotAudit, match="tls_extended_master_secret: not run"):
+        vulnerability_result(scan, "tls_extended_master_secret")
 
 
 # ---------------------------------------------------------------- health checks

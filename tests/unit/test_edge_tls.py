@@ -217,7 +217,8 @@ def test_summary_of_a_trusted_chain(pki):
     assert scan.key["type"] != "RSA"  # the test PKI uses EC keys
     assert 88 < scan.days_left < 90
     assert set(scan.info) == {"tls_compression", "heartbleed", "robot", "session_renegotiation",
-                              "openssl_ccs_injection", "tls_fallback_scsv", "elliptic_curves"}
+                              "openssl_ccs_injection", "tls_fallback_scsv", "elliptic_curves",
+                              "tls_1_3_early_data", "tls_extended_master_secret"}
     assert "certificate_info" not in scan.errors
 
 
