@@ -175,7 +175,10 @@ ALONE = ("app-replica-stopped", "arch-app-instance-stopped", "pg-password-placeh
          # running vs on disk: another drift's reload would load the file (not-reloaded) or revert the
          # live change (not-persisted) of these
          "nginx-not-persisted", "prometheus-not-persisted", "prometheus-not-reloaded", "pg-not-persisted",
-         "ufw-not-persisted", "ufw-not-reloaded")
+         "ufw-not-persisted", "ufw-not-reloaded",
+         # another drift's reload would move NGINX's pid file, and Debian's init script reads its path
+         # from nginx.conf: the next reload or heal would look for the master in the wrong file
+         "nginx-pid-elsewhere")
 # Drifts that break what a check of another requirement reads, without breaking that requirement
 # (the check cannot judge it and says so): in a batch, those checks are this drift's to judge.
 DISTURBS = {

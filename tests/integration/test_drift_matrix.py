@@ -17,9 +17,9 @@ each alone; and those checks pass on the healthy deployment of each flavour.
 
 Which drifts: `PYNOMALY_DRIFTS=all` (`tox -e selftest`, nightly) every drift; unset or `ci`
 (what `.ci/run` does, to fit its budget) every drift but the ALONE ones (a daemon stopped, a
-login or a configuration broken, a certificate the runner cannot verify: 28 on the reference, 2
+login or a configuration broken, a certificate the runner cannot verify: 29 on the reference, 2
 on the fleet, each an audit of its own and most of them minutes of waiting), the opt-in ones
-included. `all`: every drift (225 in 44 audits, 35 of them a drift alone), the FLEET_PATHS drifts on
+included. `all`: every drift (230 in 45 audits, 36 of them a drift alone), the FLEET_PATHS drifts on
 `fleet` (65 in 11 audits); `quick` one per check module; `a,b` those, one by
 one. The healthy full audit runs first and last, which also proves that `heal` restores everything.
 """
