@@ -155,6 +155,8 @@ SHARED = {
     "app-backups": ("backup-app-stale", "backup-app-truncated"),
     # NGINX's proxy_pass lines: once every location bypasses the upstream, /docs' own edit finds nothing
     "nginx-proxy-pass": ("arch-nginx-bypasses-upstream", "nginx-docs-not-proxied", "nginx-docs-502"),
+    # the deploy job's image lines: once they name pynomaly:latest, the pull's own edit finds nothing
+    "deploy-job-image": ("cicd-deploy-latest-tag", "cicd-deploy-no-pull"),
     # the fleet's web1: every iptables drift keeps rules.v4 in one backup file, and restores it
     "fleet-iptables": ("iptables-rule-not-saved", "iptables-no-final-drop", "iptables-not-reloaded",
                        "iptables-prometheus-public", "iptables-flushed", "iptables-rules-file-missing",

@@ -63,8 +63,8 @@ DRIFTS: tuple[Drift, ...] = (
           "deploy.yml: job deploy no longer pulls the new image on the server before docker-compose up",
           *edit_repo(WORKFLOW, ('          ssh ${{ secrets.PROD_SERVER }} "docker pull ${{ secrets.DOCKER_REGISTRY }}'
                                 '/pynomaly:${{ github.sha }}"\n', ""))),
-    Drift("cicd-deploy-latest-tag", ("CICD-DEPLOY-IMAGE-BY-SHA",),
-          "deploy.yml: job deploy builds and pushes pynomaly:latest instead of the commit's image",
+    Drift("cicd-deploy-latest-tag", ("CICD-DEPLOY-IMAGE-BY-SHA", "CICD-DEPLOY-REMOTE-UPDATE"),
+          "deploy.yml: job deploy builds, tags, pushes and has the server pull pynomaly:latest, not the commit's image",
           *edit_repo(WORKFLOW, ("pynomaly:${{ github.sha }}", "pynomaly:latest"))),
     Drift("cicd-deploy-script-no-errexit", ("CICD-DEPLOY-SCRIPT",),
           "deploy.sh: `set -e` removed (a failed step no longer stops the deployment)",
