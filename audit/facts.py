@@ -125,14 +125,9 @@ class FactStore:
         try:
             for need in p.needs:
                 self._result(REGISTRY[need], host if REGISTRY[need].per_host else DEPLOYMENT, wait=True)
-            if p.per_host:
-                target = self.session.inventory.hosts[host]
-                if p.name != "reach":
-                    self.get("reach", host)
-                value = p.gather(self.session, target)
-            else:
-                value = p.gather(self.session)
-            result = ("ok", value)
+            if p.per_host and p.name != "reach":
+                self.get("reach", host)
+            result = ("ok", self._call(p, host))
         except CouldNotAudit as exc:
             result = ("error", exc)
         except Exception as exc:  # noqa: BLE001 - a probe defect is reported by every check that needs it
@@ -144,6 +139,22 @@ class FactStore:
         except Exception as exc:  # noqa: BLE001 - facts must cross processes
             result = ("error", CouldNotAudit(None, f"probe {p.name}", f"its facts cannot be shared: {exc}"))
         return result
+
+    def _call(self, p: Probe, host: str) -> Any:
+        """The probe's facts. pytest sets and deletes PYTEST_CURRENT_TEST around every check while
+        the prefetch threads run: a library that walks os.environ meanwhile (requests' proxy lookup)
+        can meet the name and not its value, KeyError. That race says nothing of the host: the
+        probe runs again (at most twice more)."""
+        attempts = 0
+        while True:
+            try:
+                if p.per_host:
+                    return p.gather(self.session, self.session.inventory.hosts[host])
+                return p.gather(self.session)
+            except KeyError as exc:
+                attempts += 1
+                if exc.args != ("PYTEST_CURRENT_TEST",) or attempts == 3:
+                    raise
 
     @staticmethod
     def _read(path: Path) -> tuple[str, Any] | None:

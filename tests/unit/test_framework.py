@@ -39,6 +39,28 @@ def _deployment(session):
     return ("whole",)
 
 
+_RACES = {"t_env_race": 1, "t_env_always": 9}
+
+
+@probe("t_env_race", per_host=False)
+def _env_race(session):
+    """Meets pytest's PYTEST_CURRENT_TEST half deleted (os.environ walked by another thread) once."""
+    if _RACES["t_env_race"]:
+        _RACES["t_env_race"] -= 1
+        raise KeyError("PYTEST_CURRENT_TEST")
+    return "read"
+
+
+@probe("t_env_always", per_host=False)
+def _env_always(session):
+    raise KeyError("PYTEST_CURRENT_TEST")
+
+
+@probe("t_key_defect", per_host=False)
+def _key_defect(session):
+    return {}["missing"]
+
+
 ACCESS = SimpleNamespace(reach=lambda host: "root")
 
 
@@ -211,3 +233,12 @@ all:
     (tmp_path / "unknown.yml").write_text("all: {vars: {audit_settings: {colour: blue}}}")
     with pytest.raises(InventoryError, match="audit_settings.colour"):
         load_inventory(tmp_path / "unknown.yml")
+
+
+def test_a_probe_that_meets_pytests_environment_race_runs_again_and_a_real_key_error_is_a_defect(tmp_path):
+    store = FactStore(tmp_path / "facts", _session(tmp_path))
+    assert store.get("t_env_race") == "read"
+    with pytest.raises(CouldNotAudit, match="KeyError: 'PYTEST_CURRENT_TEST'"):
+        store.get("t_env_always")  # three times: not a race any more
+    with pytest.raises(CouldNotAudit, match="KeyError: 'missing'.*a defect of the suite"):
+        store.get("t_key_defect")
