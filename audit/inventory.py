@@ -188,6 +188,13 @@ PATH_VARS = ("ansible_ssh_private_key_file", "audit_known_hosts", "audit_ca_bund
              "audit_deploy_repo")
 
 
+def declared_not_applicable(declared: dict[str, str], req_id: str, section: str) -> str | None:
+    """Why `audit_not_applicable` says a requirement does not apply: by its id, its catalogue
+    section, or a `PREFIX-*` pattern; None when it does not say so."""
+    return declared.get(req_id) or declared.get(section) or next(
+        (why for key, why in declared.items() if key.endswith("*") and req_id.startswith(key[:-1])), None)
+
+
 def absolutise_paths(node: Any, base: Path) -> None:
     """In a raw inventory tree (as YAML loads it), make every path variable (PATH_VARS) and every
     secret `file` absolute against `base`, in place: for a copy written somewhere else."""

@@ -26,7 +26,7 @@ from audit import evidence, outcomes
 from audit.access import Access
 from audit.catalogue import Catalogue
 from audit.facts import DEPLOYMENT, REGISTRY, FactStore, load_probes
-from audit.inventory import Host, Inventory
+from audit.inventory import Host, Inventory, declared_not_applicable
 from audit.outcomes import CouldNotAudit, NonCompliant
 from audit.transport import Transport, control_dir
 from audit.waivers import Waiver, find_waiver
@@ -102,8 +102,7 @@ class AuditSession:
         reasons = []
         for req_id in req_ids:
             section = self.catalogue.by_id[req_id].section if req_id in self.catalogue.by_id else ""
-            reason = declared.get(req_id) or declared.get(section) or next(
-                (why for key, why in declared.items() if key.endswith("*") and req_id.startswith(key[:-1])), None)
+            reason = declared_not_applicable(declared, req_id, section)
             if reason is None:
                 return None
             reasons.append(f"{req_id}: {reason}")

@@ -316,7 +316,7 @@ def accounted_without_drift(flavour: str) -> dict[str, str]:
     """Automatable requirements the flavour's matrix need not break, with the reason: waived or
     declared not applicable by its inventory (no drift could turn them red there), or proven able
     to fail by raising the inventory's expectation (test_expectations_raised.py)."""
-    from audit.inventory import load_inventory
+    from audit.inventory import declared_not_applicable, load_inventory
     from audit.waivers import load_waivers
     from tests.integration.test_expectations_raised import RAISED
 
@@ -325,9 +325,7 @@ def accounted_without_drift(flavour: str) -> dict[str, str]:
     declared = dict(inventory.setting("audit_not_applicable") or {})
     catalogue = load_catalogue()
     for req in catalogue.requirements:
-        reason = declared.get(req.id) or declared.get(req.section) or next(
-            (w for key, w in declared.items() if key.endswith("*") and req.id.startswith(key[:-1])), None)
-        if reason:
+        if reason := declared_not_applicable(declared, req.id, req.section):
             why[req.id] = f"declared not applicable: {reason}"
     waivers = inventory.setting("audit_waivers")
     for waiver in load_waivers(waivers) if waivers else []:
