@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from docker.errors import DockerException
 from .ui import ProvisionError, step, wait_for
 
 DOCKERD_LOG = "/var/log/dockerd.log"
+START_LOCK = "/run/pynomaly-dockerd.lock"  # two provisions (the flavours' tests run side by side) start one dockerd
 
 
 def _ping() -> docker.DockerClient | None:
@@ -36,6 +38,12 @@ def ensure_engine() -> docker.DockerClient:
     if os.geteuid() != 0:
         raise ProvisionError("no Docker engine answers and provision is not root: "
                              "run as root so it can install docker.io and start dockerd")
+    with open(START_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other provision may be starting it right now
+        return _ping() or _start_engine()
+
+
+def _start_engine() -> docker.DockerClient:
     if not shutil.which("dockerd"):
         step("installing Debian's docker.io (apt-get)")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")

@@ -39,16 +39,27 @@ def common(client: docker.DockerClient) -> None:
              HOSTS)
 
 
-def db_primary(client: docker.DockerClient, st: State) -> None:
+def db_primary(client: docker.DockerClient, st: State, name: str = "db1") -> None:
+    """The guide's database, roles and grants on the primary (container ``name``)."""
     step("db1: database pynomaly_prod, roles, grants, pg_stat_statements")
     env = {k.upper(): st.secret(k) for k in ("db_password", "db_audit_password",
                                               "db_replication_password", "db_exporter_password")}
-    containers.run(client.containers.get("db1"), "pynomaly-setup-role", env=env)
+    containers.run(client.containers.get(name), "pynomaly-setup-role", env=env)
 
 
-def db_replica(client: docker.DockerClient) -> None:
+PRIMARY_DIAGNOSIS = ("systemctl status --no-pager -n 15 postgresql@15-main 2>&1 || service postgresql status;"
+                     " ss -ltn 'sport = :5432'; tail -n 15 /var/log/postgresql/postgresql-15-main.log")
+
+
+def db_replica(client: docker.DockerClient, replica: str = "db2", primary: str = "db1") -> None:
+    """db2 follows db1 (pg_basebackup). When that fails, the error also shows what db1's
+    PostgreSQL was doing (its unit, its listening sockets, its log), so a failure explains itself."""
     step("db2: streaming replica of db1 (pg_basebackup)")
-    containers.run(client.containers.get("db2"), "pynomaly-setup-role")
+    try:
+        containers.run(client.containers.get(replica), "pynomaly-setup-role")
+    except ProvisionError as exc:
+        _, seen = containers.run(client.containers.get(primary), PRIMARY_DIAGNOSIS, check=False, timeout=30)
+        raise ProvisionError(f"{exc}\n--- {primary} at that moment ---\n{seen[-3000:]}") from None
 
 
 def _redis(container, st: State, port: int, args: str) -> str:

@@ -66,15 +66,11 @@ def units(client: docker.DockerClient) -> None:
 
 
 def db_primary(client: docker.DockerClient, st: FleetState) -> None:
-    step("db1: database pynomaly_prod, roles, grants, pg_stat_statements")
-    env = {k.upper(): st.secret(k) for k in ("db_password", "db_audit_password",
-                                              "db_replication_password", "db_exporter_password")}
-    containers.run(ctr(client, "db1"), "pynomaly-setup-role", env=env)
+    base_setup.db_primary(client, st, host("db1").container)
 
 
 def db_replica(client: docker.DockerClient) -> None:
-    step("db2: streaming replica of db1 (pg_basebackup)")
-    containers.run(ctr(client, "db2"), "pynomaly-setup-role")
+    base_setup.db_replica(client, host("db2").container, host("db1").container)
 
 
 def _redis(container, st: FleetState, port: int, args: str) -> str:
