@@ -340,6 +340,7 @@ class Access:
                     self._tunnels.append(EngineTunnel(self.transport, host))
                     base, kwargs = self._tunnels[-1].url, {}
                 client = docker.DockerClient(base_url=base, timeout=ANSWER, **kwargs)
+                client.api.trust_env = False  # loopback/project hosts only: no proxy from the environment
                 client.ping()
             except Exception as exc:  # noqa: BLE001 - any engine failure means: could not audit
                 raise CouldNotAudit(None, f"the Docker engine {url}", describe(exc)) from None
@@ -461,13 +462,20 @@ class Api:
     """GET JSON from a Prometheus-style HTTP API (a tunnelled local URL); failures are CouldNotAudit."""
 
     def __init__(self, base: str, name: str):
+        import requests
+
         self.base, self.name = base.rstrip("/"), name
+        # One session (its connections reused); the environment's proxies and CA bundles do not
+        # apply: the API is a tunnel on loopback, and reading os.environ from prefetch threads
+        # races with pytest's own PYTEST_CURRENT_TEST updates.
+        self.session = requests.Session()
+        self.session.trust_env = False
 
     def raw(self, path: str, **params: Any):
         import requests
 
         try:
-            resp = requests.get(self.base + path, params=params or None, timeout=(CONNECT, ANSWER))
+            resp = self.session.get(self.base + path, params=params or None, timeout=(CONNECT, ANSWER))
         except requests.RequestException as exc:
             raise CouldNotAudit(None, f"the {self.name} API", describe(exc)) from None
         if resp.status_code >= 400:
@@ -494,7 +502,7 @@ class Api:
         import requests
 
         try:
-            resp = requests.get(self.base + path, timeout=(CONNECT, ANSWER))
+            resp = self.session.get(self.base + path, timeout=(CONNECT, ANSWER))
         except requests.ConnectionError as exc:
             return None, f"no answer through the tunnel: {type(exc).__name__}"
         except requests.RequestException as exc:

@@ -26,3 +26,38 @@ def test_a_lost_shared_connection_is_made_again_before_the_forward(monkeypatch, 
     assert calls[1] == ["db1", "true"]
     assert calls[2][:2] == ["-O", "forward"]
     assert calls[2][-1] == "db1"
+
+
+def test_a_monitoring_api_ignores_proxies_in_the_environment(monkeypatch):
+    """The Prometheus/Alertmanager APIs are tunnels on loopback: a proxy variable in the
+    auditor's environment must not send their traffic elsewhere (nor be read from the prefetch
+    threads while pytest rewrites os.environ)."""
+    import http.server
+    import json
+    import threading
+
+    from audit.access import Api
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = json.dumps({"status": "success", "data": {"path": self.path}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for var in ("HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+            monkeypatch.setenv(var, "http://192.0.2.1:9")  # TEST-NET-1: never answers
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        api = Api(f"http://127.0.0.1:{server.server_port}", "Prometheus")
+        assert api.get("/api/v1/status/config") == {"path": "/api/v1/status/config"}
+    finally:
+        server.shutdown()
