@@ -121,8 +121,9 @@ def _cluster_on(ctx: Ctx) -> None:
 
 
 DRIFTS: tuple[Drift, ...] = (
-    Drift("arch-nginx-bypasses-upstream", ("ARCH-NGINX-FRONT", "ARCH-LOAD-BALANCING"),
-          "web1: every location proxies straight to 127.0.0.1:8000 instead of upstream pynomaly_backend",
+    Drift("arch-nginx-bypasses-upstream", ("ARCH-NGINX-FRONT", "ARCH-LOAD-BALANCING", "NGINX-DOCS-PROXY"),
+          "web1: every location proxies straight to 127.0.0.1:8000 instead of upstream pynomaly_backend"
+          " (/docs' too: the guide's `proxy_pass http://pynomaly_backend` there is gone)",
           *edit_file("web1", NGINX_CONF,
                      "'s|proxy_pass http://pynomaly_backend;|proxy_pass http://127.0.0.1:8000;|g'",
                      NGINX_RELOAD, "arch-nginx-bypass")),
