@@ -95,9 +95,14 @@ def app_problems(client: docker.DockerClient) -> list[str]:
 
 
 def wait_healthy(client: docker.DockerClient, st: State, timeout: float = 240) -> None:
-    """Poll until every service of every host is up; name what is not on timeout."""
+    """Poll until every service of every host is up; name what is not on timeout. A daemon found
+    stopped on the first look (something or someone stopped it) is started once, as the fleet's
+    `systemctl enable --now` does: `up` brings the deployment up, it does not only wait. Not while
+    drifts are recorded: a stopped daemon may be one of them, and only its heal restores it."""
     step("waiting until every service is healthy")
-    last: list[str] = []
+    last: list[str] = problems(client, st)
+    if not st.load().get("drifts"):
+        start_stopped(client, last)
 
     def ok() -> bool:
         nonlocal last
@@ -108,3 +113,15 @@ def wait_healthy(client: docker.DockerClient, st: State, timeout: float = 240) -
         wait_for("every service", ok, timeout=timeout, interval=2)
     except ProvisionError:
         raise ProvisionError("not healthy after {:.0f}s: {}".format(timeout, "; ".join(last))) from None
+
+
+def start_stopped(client: docker.DockerClient, found: list[str]) -> None:
+    """`service X start` for each "host: X is stopped" of ``found`` (problems' words)."""
+    for problem in found:
+        name, _, what = problem.partition(": ")
+        if not what.endswith(" is stopped"):
+            continue
+        service = what.removesuffix(" is stopped")
+        step(f"{name}: starting {service}, which was stopped")
+        containers.run(containers.get(client, name), f"service {shlex.quote(service)} start >/dev/null 2>&1",
+                       check=False, timeout=60)

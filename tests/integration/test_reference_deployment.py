@@ -21,7 +21,7 @@ import redis
 import requests
 
 from audit.probes.network import probe_port
-from provision import deploy, drifts
+from provision import containers, deploy, drifts
 from provision.state import State
 from provision.topology import APP_PORTS, HOSTS, LABEL, LOG_VOLUME, NETWORK, PUBLIC_NAME, app_container_name, host
 
@@ -248,6 +248,17 @@ def test_second_up_changes_nothing_and_is_fast(deployment):
     after = {c.name: c.id for c in client.containers.list(filters={"label": LABEL})}
     assert after == before
     assert ST.deployment_json.read_text() == record
+
+
+def test_up_starts_a_daemon_found_stopped(deployment):
+    """`up` brings the deployment up, it does not only wait for it: a daemon that something
+    stopped (fail2ban on db1 here) is started again, and `up` says so."""
+    db1 = deploy.docker_engine.client_or_none().containers.get("db1")
+    with drifts.lock():
+        containers.run(db1, "service fail2ban stop >/dev/null")
+        assert containers.run(db1, "service fail2ban status", check=False)[0] != 0
+        deploy.up()
+        assert containers.run(db1, "service fail2ban status", check=False)[0] == 0
 
 
 def test_down_leaves_nothing_then_up_again(deployment):
