@@ -101,6 +101,8 @@ def wait_healthy(client: docker.DockerClient, st: State, timeout: float = 240) -
     drifts are recorded: a stopped daemon may be one of them, and only its heal restores it."""
     step("waiting until every service is healthy")
     last: list[str] = problems(client, st)
+    if not last:
+        return
     if not st.load().get("drifts"):
         start_stopped(client, last)
 

@@ -77,8 +77,16 @@ def problems(client: docker.DockerClient, st: FleetState) -> list[str]:
 
 
 def wait_healthy(client: docker.DockerClient, st: FleetState, timeout: float = 240) -> None:
+    """Poll until every unit is active and every probe answers; name what is not on timeout. A
+    unit found inactive or failed on the first look is started once (`up` brings the fleet up, as
+    `systemctl enable --now` did when it was made); not while drifts are recorded: a stopped
+    unit may be one of them, and only its heal restores it."""
     step("waiting until every unit is active and every probe answers")
-    last: list[str] = []
+    last: list[str] = problems(client, st)
+    if not last:
+        return
+    if not st.load().get("drifts"):
+        start_stopped(client, last)
 
     def ok() -> bool:
         nonlocal last
@@ -89,6 +97,19 @@ def wait_healthy(client: docker.DockerClient, st: FleetState, timeout: float = 2
         wait_for("every unit", ok, timeout=timeout, interval=2)
     except ProvisionError:
         raise ProvisionError("not healthy after {:.0f}s: {}".format(timeout, "; ".join(last))) from None
+
+
+def start_stopped(client: docker.DockerClient, found: list[str]) -> None:
+    """`systemctl start` for each "host: unit is inactive|failed" of ``found`` (problems' words)."""
+    for problem in found:
+        name, _, what = problem.partition(": ")
+        unit, _, state = what.rpartition(" is ")
+        if state not in ("inactive", "failed"):
+            continue
+        step(f"{name}: starting {unit}, which was {state}")
+        containers.run(containers.get(client, host(name).container),
+                       f"systemctl reset-failed {shlex.quote(unit)} 2>/dev/null; systemctl start {shlex.quote(unit)}",
+                       check=False, timeout=90)
 
 
 def web1_container(client: docker.DockerClient):

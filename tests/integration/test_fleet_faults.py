@@ -77,3 +77,16 @@ def test_a_unit_masked_or_failed_is_non_compliant_with_its_state(fleet_deploymen
     evidence = [p.read_text() for p in (run.reports / "allure-results").glob("*-attachment.json")]
     assert any("fail2ban" in text and state in text for text in evidence), "the unit's state is in the evidence"
     assert not run.by_outcome("error"), run.explain()
+
+
+def test_up_starts_a_unit_found_stopped(fleet_deployment):
+    """`provision --flavour fleet up` brings the fleet up, it does not only wait for it: a unit
+    that something stopped (fail2ban on db1 here) is started again."""
+    from provision.fleet import deploy
+
+    with FLEET.selected(), drifts.lock():
+        sh("db1", "systemctl stop fail2ban")
+        assert containers.run(docker_engine.client_or_none().containers.get("fleet-db1"),
+                              "systemctl is-active fail2ban", check=False)[1].strip() == "inactive"
+        deploy.up()
+        assert sh("db1", "systemctl is-active fail2ban").strip() == "active"
