@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 
 import docker
 
@@ -95,24 +96,31 @@ def app_problems(client: docker.DockerClient) -> list[str]:
 
 
 def wait_healthy(client: docker.DockerClient, st: State, timeout: float = 240) -> None:
-    """Poll until every service of every host is up; name what is not on timeout. A daemon found
-    stopped on the first look (something or someone stopped it) is started once, as the fleet's
-    `systemctl enable --now` does: `up` brings the deployment up, it does not only wait. Not while
-    drifts are recorded: a stopped daemon may be one of them, and only its heal restores it."""
-    step("waiting until every service is healthy")
-    last: list[str] = problems(client, st)
+    """Poll until every service of every host is up (see `settle`)."""
+    settle("every service is healthy", lambda: problems(client, st), lambda found: start_stopped(client, found),
+           st, timeout)
+
+
+def settle(what: str, look: Callable[[], list[str]], start: Callable[[list[str]], None],
+           st, timeout: float = 240) -> None:
+    """Poll ``look`` (the problems, as "host: what" strings) until it finds none; name what is
+    left on timeout. What the first look finds stopped, ``start`` starts once: `up` brings the
+    deployment up, it does not only wait (both flavours). Not while drifts are recorded: a
+    stopped daemon may be one of them, and only its heal restores it."""
+    step(f"waiting until {what}")
+    last = look()
     if not last:
         return
     if not st.load().get("drifts"):
-        start_stopped(client, last)
+        start(last)
 
     def ok() -> bool:
         nonlocal last
-        last = problems(client, st)
+        last = look()
         return not last
 
     try:
-        wait_for("every service", ok, timeout=timeout, interval=2)
+        wait_for(what, ok, timeout=timeout, interval=2)
     except ProvisionError:
         raise ProvisionError("not healthy after {:.0f}s: {}".format(timeout, "; ".join(last))) from None
 

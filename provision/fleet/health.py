@@ -7,7 +7,8 @@ import shlex
 import docker
 
 from .. import containers
-from ..ui import ProvisionError, step, wait_for
+from ..health import settle
+from ..ui import step
 from .state import FleetState
 from .topology import APP_PORTS, CLUSTER_PORTS, HOSTS, PUBLIC_NAME, Host, host
 
@@ -77,26 +78,9 @@ def problems(client: docker.DockerClient, st: FleetState) -> list[str]:
 
 
 def wait_healthy(client: docker.DockerClient, st: FleetState, timeout: float = 240) -> None:
-    """Poll until every unit is active and every probe answers; name what is not on timeout. A
-    unit found inactive or failed on the first look is started once (`up` brings the fleet up, as
-    `systemctl enable --now` did when it was made); not while drifts are recorded: a stopped
-    unit may be one of them, and only its heal restores it."""
-    step("waiting until every unit is active and every probe answers")
-    last: list[str] = problems(client, st)
-    if not last:
-        return
-    if not st.load().get("drifts"):
-        start_stopped(client, last)
-
-    def ok() -> bool:
-        nonlocal last
-        last = problems(client, st)
-        return not last
-
-    try:
-        wait_for("every unit", ok, timeout=timeout, interval=2)
-    except ProvisionError:
-        raise ProvisionError("not healthy after {:.0f}s: {}".format(timeout, "; ".join(last))) from None
+    """Poll until every unit is active and every probe answers (see provision.health.settle)."""
+    settle("every unit is active and every probe answers", lambda: problems(client, st),
+           lambda found: start_stopped(client, found), st, timeout)
 
 
 def start_stopped(client: docker.DockerClient, found: list[str]) -> None:
